@@ -1,0 +1,232 @@
+"""Typed run configuration: YAML in, validated dataclasses out.
+
+A config has three sections, ``model``, ``data`` and ``train``, plus a top-level ``seed``.
+Unknown or mistyped keys and values of the wrong type are rejected with :class:`ConfigError`,
+which names the key, the allowed keys and the closest match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used, with a message that says why."""
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a :class:`segnn.models.SEGNN`."""
+
+    species: list[str] = field(default_factory=lambda: ["H", "C", "N", "O", "F"])
+    """Chemical elements the model accepts, one-hot encoded as ``len(species) x 0e``."""
+    hidden_features: int = 128
+    """Total dimension of the hidden steerable features (balanced over degrees)."""
+    lmax_hidden: int = 2
+    """Highest degree of the hidden features."""
+    lmax_attr: int = 3
+    """Highest degree of the spherical-harmonic edge/node attributes."""
+    num_layers: int = 7
+    norm: Literal["instance", "none"] = "instance"
+    pool: Literal["mean", "sum"] = "mean"
+    task: Literal["graph", "node"] = "graph"
+    """``graph``: one output row per molecule; ``node``: one per atom."""
+    output_irreps: str = "1x0e"
+    """Irreps of the output, e.g. ``1x0e`` for a property or ``1x1o`` for a vector."""
+
+    def __post_init__(self) -> None:
+        from ase.data import atomic_numbers
+        from e3nn import o3
+
+        unknown = [
+            symbol for symbol in self.species if symbol not in atomic_numbers or symbol == "X"
+        ]
+        if unknown or not self.species:
+            raise ConfigError(f"model.species must list chemical elements; unknown: {unknown}")
+        if len(set(self.species)) != len(self.species):
+            raise ConfigError(f"model.species lists an element twice: {self.species}")
+        _require_positive("model.hidden_features", self.hidden_features)
+        _require_positive("model.num_layers", self.num_layers)
+        if self.lmax_attr < 0 or self.lmax_hidden < 0:
+            raise ConfigError(
+                f"model.lmax_attr and model.lmax_hidden must be >= 0, got {self.lmax_attr}, {self.lmax_hidden}"
+            )
+        try:
+            o3.Irreps(self.output_irreps)
+        except (ValueError, AssertionError):
+            raise ConfigError(
+                f"model.output_irreps {self.output_irreps!r} is not valid irreps, e.g. '1x0e'"
+            ) from None
+
+
+@dataclass
+class SubsetConfig:
+    """Caps on the number of molecules taken from each split (``null`` = the whole split)."""
+
+    train: int | None = None
+    val: int | None = None
+    test: int | None = None
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["qm9"] = "qm9"
+    target: str = "homo"
+    cutoff: float = 2.0
+    """Radius graph cutoff in Å."""
+    root: str = "data/qm9"
+    """Folder of the processed cache."""
+    split_seed: int = 0
+    subset: SubsetConfig = field(default_factory=SubsetConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1000
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 1e-8
+    loss: Literal["l1", "mse"] = "l1"
+    scheduler: Literal["multistep", "cosine", "constant"] = "multistep"
+    milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])
+    """For ``multistep``: fractions of the epochs at which the learning rate drops."""
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without a better validation loss."""
+    max_minutes: float | None = None
+    """Wall-clock budget for training; the test evaluation still runs afterwards."""
+    device: str = "auto"
+    runs_dir: str = "runs"
+    run_name: str | None = None
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _require_positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} must be positive, got {value}")
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | Config, overrides: list[str] | None = None
+) -> Config:
+    """Build a validated :class:`Config` from a YAML file, a dict or a Config.
+
+    ``overrides`` are ``"section.key=value"`` strings (values parsed as YAML), applied before
+    validation, e.g. ``["model.num_layers=4", "data.target=gap"]``.
+    """
+    if isinstance(source, Config):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    raw = _apply_overrides(raw, overrides or [])
+    return _build(Config, raw, "")
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    raw = _deep_copy(raw)
+    for override in overrides:
+        key, separator, value = override.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"override {override!r} must look like section.key=value")
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: {part!r} is not a section")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {override!r}: cannot parse value: {error}") from None
+    return raw
+
+
+def _deep_copy(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {key: _deep_copy(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_deep_copy(value) for value in raw]
+    return raw
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {where + str(key)!r}.{hint} Allowed keys in "
+                f"{where.rstrip('.') or 'the top level'}: {', '.join(allowed)}"
+            )
+    values = {key: _coerce(hints[key], value, where + key) for key, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(annotation: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value if value is not None else {}, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}; got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(args[0], item, f"{key}[{index}]") for index, item in enumerate(value)]
+    if annotation is float and not isinstance(value, bool):
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if annotation is int and isinstance(value, bool):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if not isinstance(value, annotation):
+        raise ConfigError(f"{key} must be of type {annotation.__name__}, got {value!r}")
+    return value

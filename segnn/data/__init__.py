@@ -1,0 +1,6 @@
+"""Data: graph construction and loaders."""
+
+from segnn.data.atoms import atoms_to_graph
+from segnn.data.graph import full_graph, radius_graph
+
+__all__ = ["atoms_to_graph", "full_graph", "radius_graph"]

@@ -1,0 +1,87 @@
+"""One SEGNN message-passing layer."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch_geometric.nn import MessagePassing
+
+from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, SteerableMLP
+
+
+class SEGNNLayer(MessagePassing):
+    """Steerable message passing (Brandstetter et al., ICLR 2022, eqs. 8-9).
+
+    * message ``m_ij = φ_m(h_i ⊕ h_j ⊕ s_ij ; a_ij)`` — a two-layer gated steerable MLP
+      conditioned on the edge attribute ``a_ij``; ``s_ij`` are invariant edge scalars
+      (the squared distance, and any extra ones);
+    * update ``h_i' = h_i + φ_u(h_i ⊕ Σ_j m_ij ; a_i)`` — a steerable MLP conditioned on the node
+      attribute ``a_i`` (gated hidden layer, linear output), with a residual connection;
+    * optional equivariant instance norm of ``h'`` over the nodes of each graph.
+
+    Shapes: ``h [N, irreps_hidden.dim]``, ``edge_index [2, E]`` (source, target),
+    ``edge_attr [E, irreps_attr.dim]``, ``node_attr [N, irreps_attr.dim]``,
+    ``edge_scalars [E, num_edge_scalars]``, ``batch [N]`` → ``[N, irreps_hidden.dim]``.
+    """
+
+    def __init__(
+        self,
+        irreps_hidden: o3.Irreps | str,
+        irreps_attr: o3.Irreps | str,
+        num_edge_scalars: int = 1,
+        norm: bool = True,
+    ):
+        super().__init__(aggr="add", node_dim=0)
+        irreps_hidden = o3.Irreps(irreps_hidden)
+        self.message_input = IrrepsConcat([irreps_hidden, irreps_hidden, f"{num_edge_scalars}x0e"])
+        self.message_mlp = SteerableMLP(
+            self.message_input.irreps_out,
+            irreps_hidden,
+            irreps_hidden,
+            irreps_attr,
+            gate_output=True,
+        )
+        self.update_input = IrrepsConcat([irreps_hidden, irreps_hidden])
+        self.update_mlp = SteerableMLP(
+            self.update_input.irreps_out, irreps_hidden, irreps_hidden, irreps_attr
+        )
+        if (
+            self.message_mlp.irreps_out != irreps_hidden
+            or self.update_mlp.irreps_out != irreps_hidden
+        ):
+            raise ValueError(f"hidden irreps must be sorted and simplified, got {irreps_hidden}")
+        self.norm = EquivariantInstanceNorm(irreps_hidden) if norm else None
+        self.irreps_hidden = irreps_hidden
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        node_attr: torch.Tensor,
+        edge_scalars: torch.Tensor,
+        batch: torch.Tensor,
+    ) -> torch.Tensor:
+        h = self.propagate(
+            edge_index, h=h, edge_attr=edge_attr, edge_scalars=edge_scalars, node_attr=node_attr
+        )
+        if self.norm is not None:
+            h = self.norm(h, batch)
+        return h
+
+    def message(
+        self,
+        h_i: torch.Tensor,
+        h_j: torch.Tensor,
+        edge_attr: torch.Tensor,
+        edge_scalars: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.message_mlp(self.message_input(h_i, h_j, edge_scalars), edge_attr)
+
+    def update(
+        self, aggregated: torch.Tensor, h: torch.Tensor, node_attr: torch.Tensor
+    ) -> torch.Tensor:
+        return h + self.update_mlp(self.update_input(h, aggregated), node_attr)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.irreps_hidden}, norm={self.norm is not None})"

@@ -1,0 +1,29 @@
+"""Steerable building blocks: irreps, conditioned tensor products, gates, MLPs, norms, attributes."""
+
+from segnn.o3.attributes import SphericalHarmonicsAttributes
+from segnn.o3.gate import Gate, gate_irreps
+from segnn.o3.irreps import (
+    IrrepsConcat,
+    balanced_irreps,
+    scalar_irreps,
+    sh_irrep,
+    spherical_harmonics_irreps,
+)
+from segnn.o3.mlp import GatedTensorProduct, SteerableMLP
+from segnn.o3.norm import EquivariantInstanceNorm
+from segnn.o3.tensor_product import ConditionedTensorProduct
+
+__all__ = [
+    "ConditionedTensorProduct",
+    "EquivariantInstanceNorm",
+    "Gate",
+    "GatedTensorProduct",
+    "IrrepsConcat",
+    "SphericalHarmonicsAttributes",
+    "SteerableMLP",
+    "balanced_irreps",
+    "gate_irreps",
+    "scalar_irreps",
+    "sh_irrep",
+    "spherical_harmonics_irreps",
+]

@@ -1,0 +1,42 @@
+"""Steerable attributes from geometry: spherical harmonics of edges, and their node means."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch_geometric.utils import scatter
+
+from segnn.o3.irreps import spherical_harmonics_irreps
+
+
+class SphericalHarmonicsAttributes(torch.nn.Module):
+    """Edge and node attributes up to degree ``lmax``.
+
+    * edge attribute ``a_ij = Y(r_ij / |r_ij|)`` with ``r_ij = x_j - x_i`` (``component``
+      normalisation: ``Y^0 = 1`` and ``|Y^l|^2 = 2l + 1``);
+    * node attribute ``a_i = mean_j a_ij`` over the edges that end at ``i``, with the ``l = 0``
+      entry set to 1, so an isolated atom gets ``(1, 0, ..., 0)``.
+
+    Irreps of both: ``1x0e + 1x1o + ... + 1x(lmax)``.
+    """
+
+    def __init__(self, lmax: int):
+        super().__init__()
+        self.lmax = lmax
+        self.irreps = spherical_harmonics_irreps(lmax)
+        self.degrees = list(range(lmax + 1))
+
+    def edge_attributes(self, edge_vectors: torch.Tensor) -> torch.Tensor:
+        """``[E, 3]`` edge vectors → ``[E, irreps.dim]`` harmonics of their directions."""
+        return o3.spherical_harmonics(
+            self.degrees, edge_vectors, normalize=True, normalization="component"
+        )
+
+    def node_attributes(
+        self, edge_attributes: torch.Tensor, edge_target: torch.Tensor, num_nodes: int
+    ) -> torch.Tensor:
+        """Mean of the incident edges' harmonics, ``[num_nodes, irreps.dim]``, ``l = 0`` set to 1."""
+        node_attributes = scatter(
+            edge_attributes, edge_target, dim=0, dim_size=num_nodes, reduce="mean"
+        )
+        return torch.cat([torch.ones_like(node_attributes[:, :1]), node_attributes[:, 1:]], dim=1)

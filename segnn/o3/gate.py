@@ -1,0 +1,63 @@
+"""Gated nonlinearity for steerable features.
+
+Scalars (``0e``) pass through SiLU. Every field of degree ``l > 0`` is multiplied by the sigmoid
+of its own extra ``0e`` gate scalar. Both operations commute with rotations and reflections:
+a pointwise nonlinearity applied to the components of an ``l > 0`` field would not.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+
+def gate_irreps(irreps_out: o3.Irreps | str) -> tuple[o3.Irreps, o3.Irreps]:
+    """Split ``irreps_out`` into the pre-activation irreps a :class:`Gate` needs.
+
+    Returns ``(irreps_pre_gate, irreps_gated)``: ``irreps_pre_gate`` is
+    ``scalars + gates + gated`` with one ``0e`` gate per ``l > 0`` field, in that order.
+    """
+    irreps_out = o3.Irreps(irreps_out).sort().irreps.simplify()
+    for _, ir in irreps_out:
+        if ir.l == 0 and ir.p != 1:
+            raise ValueError(f"gate supports even scalars only; got {ir} in {irreps_out}")
+    scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
+    gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
+    gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+    return scalars + gates + gated, gated
+
+
+class Gate(torch.nn.Module):
+    """``[scalars | gates | gated] → [SiLU(scalars) | sigmoid(gates) * gated]``.
+
+    Input ``[..., irreps_pre_gate.dim]`` (see :func:`gate_irreps`), output
+    ``[..., irreps_out.dim]`` with ``irreps_out = scalars + gated``.
+    """
+
+    def __init__(self, irreps_out: o3.Irreps | str):
+        super().__init__()
+        self.irreps_in, gated = gate_irreps(irreps_out)
+        self.num_scalars = sum(mul for mul, ir in self.irreps_in if ir.l == 0) - gated.num_irreps
+        self.num_gates = gated.num_irreps
+        self.irreps_out = o3.Irreps(f"{self.num_scalars}x0e") + gated if self.num_scalars else gated
+        # For every component of the gated block, the index of the gate that scales it.
+        field_of_component = [
+            field
+            for field, ir in enumerate(ir for mul, ir in gated for _ in range(mul))
+            for _ in range(ir.dim)
+        ]
+        self.register_buffer(
+            "gate_of_component",
+            torch.tensor(field_of_component, dtype=torch.long),
+            persistent=False,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scalars = x[..., : self.num_scalars]
+        gates = x[..., self.num_scalars : self.num_scalars + self.num_gates]
+        gated = x[..., self.num_scalars + self.num_gates :]
+        activated = torch.nn.functional.silu(scalars)
+        if self.num_gates == 0:
+            return activated
+        gate_values = torch.sigmoid(gates).index_select(-1, self.gate_of_component)
+        return torch.cat([activated, gated * gate_values], dim=-1)

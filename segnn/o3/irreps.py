@@ -1,0 +1,84 @@
+"""Irreducible-representation bookkeeping for steerable features.
+
+All hidden features in segnn carry *spherical-harmonic parity*: degree ``l`` has parity
+``(-1)**l`` (``0e, 1o, 2e, 3o, ...``). Spherical harmonics of a polar vector have exactly this
+parity, so tensor products of such features with edge attributes stay O(3)-equivariant,
+reflections included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from e3nn import o3
+
+
+def sh_irrep(l: int) -> o3.Irrep:
+    """The irrep of degree ``l`` with spherical-harmonic parity ``(-1)**l``."""
+    return o3.Irrep(l, (-1) ** l)
+
+
+def spherical_harmonics_irreps(lmax: int) -> o3.Irreps:
+    """``1x0e + 1x1o + ... + 1x(lmax)`` — the irreps of spherical harmonics up to ``lmax``."""
+    if lmax < 0:
+        raise ValueError(f"lmax must be >= 0, got {lmax}")
+    return o3.Irreps([(1, sh_irrep(l)) for l in range(lmax + 1)])
+
+
+def balanced_irreps(num_features: int, lmax: int) -> o3.Irreps:
+    """Hidden irreps that give each degree ``l <= lmax`` about the same number of dimensions.
+
+    Degree ``l`` gets ``floor(num_features / (lmax + 1) / (2l + 1))`` copies; whatever is left of
+    the budget goes to extra scalars, so the total dimension is exactly ``num_features``.
+    Example: ``balanced_irreps(128, 2) == 46x0e + 14x1o + 8x2e`` (46 + 42 + 40 = 128).
+    """
+    if lmax < 0:
+        raise ValueError(f"lmax must be >= 0, got {lmax}")
+    share = num_features / (lmax + 1)
+    multiplicities = [int(share // (2 * l + 1)) for l in range(lmax + 1)]
+    if any(m == 0 for m in multiplicities[1:]):
+        raise ValueError(
+            f"num_features={num_features} is too small for lmax={lmax}: degree {lmax} would get "
+            f"no channel; use at least {(lmax + 1) * (2 * lmax + 1)} features"
+        )
+    used = sum(m * (2 * l + 1) for l, m in enumerate(multiplicities))
+    multiplicities[0] += num_features - used
+    return o3.Irreps([(m, sh_irrep(l)) for l, m in enumerate(multiplicities)])
+
+
+def scalar_irreps(num_features: int) -> o3.Irreps:
+    """``num_features x 0e``."""
+    return o3.Irreps(f"{num_features}x0e")
+
+
+class IrrepsConcat(torch.nn.Module):
+    """Concatenate features of several irreps into one *simplified* layout.
+
+    ``torch.cat`` of ``8x0e+2x1o`` and ``4x0e`` would give the unsimplified ``8x0e+2x1o+4x0e``;
+    this module regroups the columns into ``12x0e+2x1o`` (sorted by degree, then parity) with a
+    single precomputed gather, so downstream tensor products see fewer, larger paths.
+
+    Inputs: tensors of shape ``[..., irreps_i.dim]``; output ``[..., irreps_out.dim]``.
+    """
+
+    def __init__(self, irreps_list: Sequence[o3.Irreps | str]):
+        super().__init__()
+        irreps_list = [o3.Irreps(irreps) for irreps in irreps_list]
+        blocks = []  # (irrep, first column, multiplicity) over the concatenated input
+        offset = 0
+        for irreps in irreps_list:
+            for mul, ir in irreps:
+                blocks.append((ir, offset, mul))
+                offset += mul * ir.dim
+        order = sorted(range(len(blocks)), key=lambda i: (blocks[i][0], i))
+        columns = []
+        for i in order:
+            ir, start, mul = blocks[i]
+            columns.append(torch.arange(start, start + mul * ir.dim))
+        self.irreps_in = irreps_list
+        self.irreps_out = o3.Irreps([(blocks[i][2], blocks[i][0]) for i in order]).simplify()
+        self.register_buffer("index", torch.cat(columns), persistent=False)
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        return torch.cat(features, dim=-1).index_select(-1, self.index)
