@@ -86,6 +86,9 @@ class DataConfig:
     """Folder of the processed cache."""
     split_seed: int = 0
     subset: SubsetConfig = field(default_factory=SubsetConfig)
+    atom_references: bool = False
+    """Fit one value per element to the training targets by least squares and learn only the
+    remainder (for extensive targets such as U0, U, H, G)."""
 
 
 @dataclass

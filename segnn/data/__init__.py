@@ -2,5 +2,6 @@
 
 from segnn.data.atoms import atoms_to_graph
 from segnn.data.graph import full_graph, radius_graph
+from segnn.data.loader import RadiusGraphCollate
 
-__all__ = ["atoms_to_graph", "full_graph", "radius_graph"]
+__all__ = ["RadiusGraphCollate", "atoms_to_graph", "full_graph", "radius_graph"]

@@ -1,0 +1,138 @@
+"""The ``segnn`` command line: train, evaluate and predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+segnn: E(3)-equivariant steerable graph neural networks for molecules.
+
+examples:
+  segnn train --config configs/qm9_quick.yaml
+  segnn train --config configs/qm9.yaml --set data.target=gap --set train.epochs=100
+  segnn train --resume runs/qm9_homo_20261123-101500
+  segnn evaluate --checkpoint runs/qm9_homo_20261123-101500/best.pt --split test
+  segnn predict --checkpoint runs/qm9_homo_20261123-101500/best.pt molecule.xyz
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    from segnn import __version__
+
+    parser.add_argument("--version", action="version", version=f"segnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model from a YAML config (or resume a run)")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="YAML config file, e.g. configs/qm9_quick.yaml")
+    source.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last.pt",
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set model.num_layers=4 (repeatable)",
+    )
+
+    evaluate = commands.add_parser(
+        "evaluate", help="mean absolute error of a checkpoint on a QM9 split"
+    )
+    evaluate.add_argument(
+        "--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run"
+    )
+    evaluate.add_argument("--split", choices=["train", "val", "test"], default="test")
+
+    predict = commands.add_parser("predict", help="predict the property of structures in files")
+    predict.add_argument(
+        "--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run"
+    )
+    predict.add_argument(
+        "structures",
+        nargs="+",
+        type=Path,
+        metavar="STRUCTURE",
+        help="any file ASE can read (xyz, extxyz, pdb, ...)",
+    )
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from segnn.config import load_config
+    from segnn.train import train_from_config
+
+    if args.resume is not None:
+        if args.overrides:
+            raise ValueError("--set cannot change a resumed run; start a new run instead")
+        train_from_config(resume_dir=args.resume)
+    else:
+        train_from_config(load_config(args.config, args.overrides))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from segnn.checkpoint import load_checkpoint
+    from segnn.config import load_config
+    from segnn.train.trainer import Trainer
+
+    payload = load_checkpoint(args.checkpoint)
+    trainer = Trainer(load_config(payload["config"]), args.checkpoint.parent, resume_from=payload)
+    mae = trainer.mae(args.split)
+    target = trainer.target
+    print(
+        json.dumps(
+            {"target": target.name, "split": args.split, "mae": mae, "unit": target.report_unit}
+        )
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ase.io import read
+
+    from segnn.api import load_model
+
+    model = load_model(args.checkpoint)
+    for path in args.structures:
+        if not path.is_file():
+            raise FileNotFoundError(f"structure file not found: {path}")
+        try:
+            frames = read(path, index=":")
+        except Exception as error:  # ASE raises many types for unreadable files
+            raise ValueError(f"ASE cannot read {path}: {error}") from None
+        for index, prediction in enumerate(model.predict(frames)):
+            label = f"{path}" if len(frames) == 1 else f"{path}[{index}]"
+            print(f"{label}\t{prediction}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted; a run continues with: segnn train --resume RUN_DIR", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        print(f"segnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

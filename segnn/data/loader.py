@@ -1,0 +1,22 @@
+"""Batching molecules into PyG batches with their radius graphs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch_geometric.data import Batch, Data
+
+from segnn.data.graph import radius_graph
+
+
+class RadiusGraphCollate:
+    """``collate_fn`` for a ``DataLoader``: a list of ``Data(pos, z, ...)`` → one ``Batch`` whose
+    ``edge_index`` joins atoms of the same molecule closer than ``cutoff`` Å (one batched call)."""
+
+    def __init__(self, cutoff: float):
+        self.cutoff = cutoff
+
+    def __call__(self, molecules: Sequence[Data]) -> Batch:
+        batch = Batch.from_data_list(list(molecules))
+        batch.edge_index = radius_graph(batch.pos, self.cutoff, batch.batch)
+        return batch
