@@ -9,6 +9,7 @@ and edges never connect two different graphs of a batch. When ``torch_cluster`` 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 
 import torch
 
@@ -25,7 +26,9 @@ def _graph_sizes(batch: torch.Tensor | None, num_nodes: int, device: torch.devic
     return torch.bincount(batch, minlength=int(batch.max()) + 1 if batch.numel() else 0)
 
 
-def _within_graph_pairs(sizes: torch.Tensor) -> tuple[int, callable]:
+def _within_graph_pairs(
+    sizes: torch.Tensor,
+) -> tuple[int, Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]]:
     """All ordered node pairs that share a graph, produced lazily chunk by chunk.
 
     Returns the number of pairs and ``pairs(start, stop) -> (target, source)`` for pair numbers
