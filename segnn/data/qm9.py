@@ -184,18 +184,25 @@ def convert_qm9pack(tables: list[Path]) -> dict[str, torch.Tensor]:
     }
 
 
+_LOADED: dict[Path, dict[str, torch.Tensor]] = {}
+
+
 def load_qm9_tensors(root: str | Path = "data/qm9") -> dict[str, torch.Tensor]:
-    """The processed QM9 tensors, converting qm9pack's tables on the first call."""
-    cache = Path(root) / "qm9.pt"
-    if cache.is_file():
-        tensors = torch.load(cache, weights_only=True)
-        if int(tensors.get("version", -1)) == _CACHE_VERSION:
-            return tensors
-    tensors = convert_qm9pack(qm9pack_tables())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_suffix(".tmp")
-    torch.save(tensors, temporary)
-    temporary.replace(cache)
+    """The processed QM9 tensors, converting qm9pack's tables on the first call.
+
+    Loaded once per process and shared (read-only) by every split built from the same cache.
+    """
+    cache = (Path(root) / "qm9.pt").resolve()
+    if cache in _LOADED:
+        return _LOADED[cache]
+    tensors = torch.load(cache, weights_only=True) if cache.is_file() else {}
+    if int(tensors.get("version", -1)) != _CACHE_VERSION:
+        tensors = convert_qm9pack(qm9pack_tables())
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_suffix(".tmp")
+        torch.save(tensors, temporary)
+        temporary.replace(cache)
+    _LOADED[cache] = tensors
     return tensors
 
 
