@@ -1,6 +1,7 @@
 """segnn: E(3)-equivariant steerable graph neural networks for molecules."""
 
-from segnn.api import load_model
+from segnn.api import EnergyModel, PropertyModel, load_model
+from segnn.calculator import SEGNNCalculator
 from segnn.config import Config, ConfigError, load_config
 from segnn.models import SEGNN, build_model
 
@@ -10,6 +11,9 @@ __all__ = [
     "SEGNN",
     "Config",
     "ConfigError",
+    "EnergyModel",
+    "PropertyModel",
+    "SEGNNCalculator",
     "__version__",
     "build_model",
     "load_config",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +10,11 @@ from pathlib import Path
 import torch
 from ase import Atoms
 from ase.data import chemical_symbols
+from e3nn import o3
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-from segnn.checkpoint import load_checkpoint
+from segnn.checkpoint import CheckpointError, load_checkpoint
 from segnn.config import load_config
 from segnn.data import RadiusGraphCollate, atoms_to_graph
 from segnn.models import SEGNN
@@ -32,12 +34,47 @@ class Prediction:
         return f"{self.formula}: {self.name} = {self.value:.6g} {self.unit} ({self.description})"
 
 
-class PropertyModel(torch.nn.Module):
+class _AtomisticModel(torch.nn.Module):
+    """A :class:`SEGNN` with per-element reference values and the graph cutoff it was trained
+    with; turns ``ase.Atoms`` into batches. ``atom_reference [119]`` (float64) holds one value per
+    atomic number (zeros unless fitted)."""
+
+    def __init__(self, network: SEGNN, cutoff: float, atom_reference: torch.Tensor | None):
+        super().__init__()
+        self.network = network
+        self.cutoff = float(cutoff)
+        self.collate = RadiusGraphCollate(cutoff)
+        if atom_reference is None:
+            atom_reference = torch.zeros(len(chemical_symbols), dtype=torch.float64)
+        self.register_buffer("atom_reference", atom_reference.to(torch.float64).clone())
+
+    def reference(self, batch: Batch) -> torch.Tensor:
+        """``[num_graphs]`` sum of the atoms' reference values (float64)."""
+        return scatter(
+            self.atom_reference[batch.z],
+            batch.batch,
+            dim=0,
+            dim_size=batch.num_graphs,
+            reduce="sum",
+        )
+
+    def batches(self, molecules: Sequence[Atoms], batch_size: int):
+        """Batches of radius graphs for ``molecules``, in the model's dtype and on its device.
+
+        Raises ``ValueError`` for unknown elements, empty structures and non-finite coordinates.
+        """
+        parameter = next(self.network.parameters())
+        graphs = [atoms_to_graph(molecule, None, dtype=parameter.dtype) for molecule in molecules]
+        for start in range(0, len(graphs), batch_size):
+            yield self.collate(graphs[start : start + batch_size]).to(parameter.device)
+
+
+class PropertyModel(_AtomisticModel):
     """A :class:`SEGNN` that predicts one molecular property in physical units.
 
     ``forward(batch) -> [num_graphs]`` returns ``sum_atoms reference[z] + mean + mad * segnn(batch)``:
     the network is trained on ``(y - sum_atoms reference[z] - mean) / mad`` of the training
-    targets. ``atom_reference [119]`` holds one value per atomic number (zeros unless fitted).
+    targets.
     """
 
     def __init__(
@@ -49,24 +86,10 @@ class PropertyModel(torch.nn.Module):
         target: dict[str, str],
         atom_reference: torch.Tensor | None = None,
     ):
-        super().__init__()
-        self.network = network
-        self.mean, self.mad, self.cutoff = float(mean), float(mad), float(cutoff)
+        super().__init__(network, cutoff, atom_reference)
+        self.register_buffer("mean", torch.tensor(float(mean), dtype=torch.float64))
+        self.register_buffer("mad", torch.tensor(float(mad), dtype=torch.float64))
         self.target = dict(target)
-        self.collate = RadiusGraphCollate(cutoff)
-        if atom_reference is None:
-            atom_reference = torch.zeros(len(chemical_symbols), dtype=torch.float64)
-        self.register_buffer("atom_reference", atom_reference.to(torch.float64))
-
-    def reference(self, batch: Batch) -> torch.Tensor:
-        """``[num_graphs]`` sum of the atoms' reference values (float64)."""
-        return scatter(
-            self.atom_reference[batch.z],
-            batch.batch,
-            dim=0,
-            dim_size=batch.num_graphs,
-            reduce="sum",
-        )
 
     def normalized(self, batch: Batch) -> torch.Tensor:
         """``[num_graphs]`` outputs in normalised units ``(y - mean) / mad``."""
@@ -84,15 +107,10 @@ class PropertyModel(torch.nn.Module):
         not trained on, and for empty structures or non-finite coordinates.
         """
         molecules = [atoms] if isinstance(atoms, Atoms) else list(atoms)
-        parameter = next(self.network.parameters())
-        graphs = [
-            atoms_to_graph(molecule, self.cutoff, dtype=parameter.dtype) for molecule in molecules
-        ]
         self.eval()
-        values = []
-        for start in range(0, len(graphs), batch_size):
-            batch = self.collate(graphs[start : start + batch_size]).to(parameter.device)
-            values += self(batch).tolist()
+        values = [
+            value for batch in self.batches(molecules, batch_size) for value in self(batch).tolist()
+        ]
         return [
             Prediction(
                 molecule.get_chemical_formula(),
@@ -105,23 +123,111 @@ class PropertyModel(torch.nn.Module):
         ]
 
 
-def model_from_checkpoint(payload: dict) -> PropertyModel:
-    """Rebuild a :class:`PropertyModel` from a loaded checkpoint dictionary."""
+class EnergyModel(_AtomisticModel):
+    """A potential energy surface: ``E = sum_i reference[z_i] + scale * sum_i e_i`` (eV) with
+    ``e_i`` the per-atom scalar of a ``task: energy`` :class:`SEGNN`, and forces ``F = -dE/dx``
+    (eV/Å) by automatic differentiation.
+
+    ``scale`` (eV/Å) is the RMS force of the training set; ``reference`` the per-element energies
+    fitted by least squares on it. The network is trained on per-atom energies and forces
+    divided by ``scale``.
+    """
+
+    target = {"name": "energy", "unit": "eV", "description": "potential energy"}
+
+    def __init__(
+        self,
+        network: SEGNN,
+        cutoff: float,
+        scale: float = 1.0,
+        atom_reference: torch.Tensor | None = None,
+    ):
+        if network.config.task != "energy":
+            raise ValueError(
+                f"an EnergyModel needs a network with model.task 'energy', got {network.config.task!r}"
+            )
+        super().__init__(network, cutoff, atom_reference)
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
+
+    def normalized(
+        self, batch: Batch, forces: bool = True, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(energy [num_graphs], forces [N, 3] or None)`` in units of ``scale``, without the
+        references, in the network's dtype. ``create_graph`` keeps the force graph for training
+        on forces (double backward)."""
+        data = copy.copy(batch)
+        if forces:
+            data.pos = batch.pos.detach().requires_grad_(True)
+        with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
+            energy = self.network(data)[:, 0]
+            if not forces:
+                return energy, None
+            (gradient,) = torch.autograd.grad(energy.sum(), data.pos, create_graph=create_graph)
+        return energy, -gradient
+
+    def forward(self, batch: Batch, forces: bool = True) -> dict[str, torch.Tensor]:
+        """``{"energy": [num_graphs] eV, "forces": [N, 3] eV/Å}``, detached (for evaluation;
+        training uses :meth:`normalized`). Energies are float64, forces in the network's dtype;
+        ``forces=False`` leaves the forces out."""
+        energy, force = self.normalized(batch, forces)
+        result = {"energy": (self.reference(batch) + self.scale * energy.double()).detach()}
+        if force is not None:
+            result["forces"] = (self.scale.to(force.dtype) * force).detach()
+        return result
+
+    def predict(self, atoms: Atoms | Sequence[Atoms], batch_size: int = 64) -> list[Prediction]:
+        """Potential energies of one molecule or a list of them (eV); forces: use
+        :class:`segnn.SEGNNCalculator` or :meth:`forward`."""
+        molecules = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+        self.eval()
+        values = [
+            value
+            for batch in self.batches(molecules, batch_size)
+            for value in self(batch, forces=False)["energy"].tolist()
+        ]
+        return [
+            Prediction(molecule.get_chemical_formula(), "energy", value, "eV", "potential energy")
+            for molecule, value in zip(molecules, values)
+        ]
+
+
+class DisplacementModel(torch.nn.Module):
+    """Predicts future positions as ``pos + segnn(batch)`` (a ``node`` task with ``1x1o``
+    output: the displacement of every particle). ``forward(batch) -> [N, 3]``."""
+
+    target = {"name": "positions", "unit": "", "description": "positions 1,000 steps later"}
+
+    def __init__(self, network: SEGNN):
+        super().__init__()
+        if network.config.task != "node" or network.irreps_out != o3.Irreps("1x1o"):
+            raise ValueError(
+                "a DisplacementModel needs a node-task network with output_irreps 1x1o"
+            )
+        self.network = network
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return batch.pos + self.network(batch)
+
+
+def model_from_checkpoint(payload: dict) -> PropertyModel | EnergyModel | DisplacementModel:
+    """Rebuild a trained model from a loaded checkpoint dictionary."""
     config = load_config(payload["config"])
-    network = SEGNN(config.model)
-    network.load_state_dict(payload["model_state"])
-    normalization = payload["normalization"]
-    return PropertyModel(
-        network,
-        normalization["mean"],
-        normalization["mad"],
-        config.data.cutoff,
-        payload["target"],
-        payload["atom_reference"],
-    )
+    network = SEGNN(config.model, cutoff=config.data.cutoff)
+    if config.data.dataset == "nbody":
+        model = DisplacementModel(network)
+    elif config.model.task == "energy":
+        model = EnergyModel(network, config.data.cutoff)
+    else:
+        model = PropertyModel(network, 0.0, 1.0, config.data.cutoff, payload["target"])
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint weights do not fit its own config: {error}") from None
+    return model
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> PropertyModel:
-    """Load a trained model from a segnn checkpoint (``best.pt`` / ``last.pt`` of a run)."""
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> PropertyModel | EnergyModel:
+    """Load a trained model from a segnn checkpoint (``best.pt`` / ``last.pt`` of a run):
+    a :class:`PropertyModel` (QM9 properties) or an :class:`EnergyModel` (energies and forces)."""
     model = model_from_checkpoint(load_checkpoint(path))
     return model.to(device).eval()

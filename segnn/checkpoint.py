@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-FORMAT = "segnn-checkpoint-v1"
-REQUIRED_KEYS = ("format", "segnn_version", "config", "model_state", "normalization", "species")
+FORMAT = "segnn-checkpoint-v2"
+REQUIRED_KEYS = ("format", "segnn_version", "config", "model_state", "species")
 
 
 class CheckpointError(ValueError):

@@ -16,6 +16,8 @@ examples:
   segnn train --resume runs/qm9_homo_20261123-101500
   segnn evaluate --checkpoint runs/qm9_homo_20261123-101500/best.pt --split test
   segnn predict --checkpoint runs/qm9_homo_20261123-101500/best.pt molecule.xyz
+  segnn train --config configs/ethanol_forces.yaml
+  segnn data nbody
 """
 
 
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     evaluate = commands.add_parser(
-        "evaluate", help="mean absolute error of a checkpoint on a QM9 split"
+        "evaluate", help="mean absolute errors of a checkpoint on a split of its data"
     )
     evaluate.add_argument(
         "--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run"
@@ -65,7 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STRUCTURE",
         help="any file ASE can read (xyz, extxyz, pdb, ...)",
     )
+    data = commands.add_parser("data", help="generate a simulated data set")
+    data.add_argument("name", choices=["nbody"], help="nbody: the charged 5-particle system")
+    data.add_argument("--root", type=Path, default=Path("data/nbody"), help="output folder")
+    data.add_argument("--seed", type=int, default=0, help="simulation seed")
     return parser
+
+
+def _data(args: argparse.Namespace) -> int:
+    from segnn.data.nbody import SPLIT_SIZES, generate_dataset
+
+    for split, path in generate_dataset(args.root, args.seed).items():
+        print(f"{split}: {SPLIT_SIZES[split]} samples -> {path}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -88,29 +102,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     payload = load_checkpoint(args.checkpoint)
     trainer = Trainer(load_config(payload["config"]), args.checkpoint.parent, resume_from=payload)
-    mae = trainer.mae(args.split)
-    target = trainer.target
-    print(
-        json.dumps(
-            {"target": target.name, "split": args.split, "mae": mae, "unit": target.report_unit}
-        )
-    )
+    metrics = trainer.evaluate(args.split)
+    report = {"target": trainer.model.target["name"], "split": args.split}
+    for name, value in metrics.items():
+        report[name] = value
+        report[f"{name}_unit"] = trainer.task.metrics[name]
+    print(json.dumps(report, ensure_ascii=False))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ase.io import read
-
     from segnn.api import load_model
+    from segnn.data.atoms import read_structures
 
     model = load_model(args.checkpoint)
     for path in args.structures:
-        if not path.is_file():
-            raise FileNotFoundError(f"structure file not found: {path}")
-        try:
-            frames = read(path, index=":")
-        except Exception as error:  # ASE raises many types for unreadable files
-            raise ValueError(f"ASE cannot read {path}: {error}") from None
+        frames = read_structures(path)
         for index, prediction in enumerate(model.predict(frames)):
             label = f"{path}" if len(frames) == 1 else f"{path}[{index}]"
             print(f"{label}\t{prediction}")
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+    handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict, "data": _data}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -37,10 +37,27 @@ class ModelConfig:
     num_layers: int = 7
     norm: Literal["instance", "none"] = "instance"
     pool: Literal["mean", "sum"] = "mean"
-    task: Literal["graph", "node"] = "graph"
-    """``graph``: one output row per molecule; ``node``: one per atom."""
+    task: Literal["graph", "node", "energy"] = "graph"
+    """``graph``: one output row per molecule; ``node``: one per atom; ``energy``: a scalar per
+    atom summed over each molecule (no layer after the sum, so energies are extensive and
+    forces local)."""
     output_irreps: str = "1x0e"
     """Irreps of the output, e.g. ``1x0e`` for a property or ``1x1o`` for a vector."""
+    radial: Literal["squared_distance", "bessel"] = "squared_distance"
+    """Invariant edge features. ``squared_distance``: the paper's ``|x_ij|^2`` with a hard cutoff.
+    ``bessel``: ``num_radial`` Bessel functions times a polynomial envelope that also weights
+    messages and node attributes, so outputs are smooth when atoms cross the cutoff, and a radial
+    MLP that scales each message channel (use it for energies and forces)."""
+    num_radial: int = 8
+    envelope_exponent: int = 6
+    input_irreps: str | None = None
+    """Irreps of per-node input features ``data.x`` (e.g. ``2x0e + 1x1o`` for the N-body
+    system's ``|v|, q, v``); ``null``: the one-hot species of ``data.z``."""
+    velocity_attribute: bool = False
+    """Add the spherical harmonics of ``data.vel`` to the node attributes (the paper's physical
+    attribute for the N-body system)."""
+    charge_product: bool = False
+    """Append ``q_i q_j`` (from ``data.charge``) to the invariant edge features."""
 
     def __post_init__(self) -> None:
         from ase.data import atomic_numbers
@@ -55,6 +72,9 @@ class ModelConfig:
             raise ConfigError(f"model.species lists an element twice: {self.species}")
         _require_positive("model.hidden_features", self.hidden_features)
         _require_positive("model.num_layers", self.num_layers)
+        _require_positive("model.num_radial", self.num_radial)
+        if self.envelope_exponent < 2:
+            raise ConfigError(f"model.envelope_exponent must be >= 2, got {self.envelope_exponent}")
         if self.lmax_attr < 0 or self.lmax_hidden < 0:
             raise ConfigError(
                 f"model.lmax_attr and model.lmax_hidden must be >= 0, got {self.lmax_attr}, {self.lmax_hidden}"
@@ -65,6 +85,18 @@ class ModelConfig:
             raise ConfigError(
                 f"model.output_irreps {self.output_irreps!r} is not valid irreps, e.g. '1x0e'"
             ) from None
+        if self.input_irreps is not None:
+            try:
+                o3.Irreps(self.input_irreps)
+            except (ValueError, AssertionError):
+                raise ConfigError(
+                    f"model.input_irreps {self.input_irreps!r} is not valid irreps, e.g. '2x0e + 1x1o'"
+                ) from None
+        if self.task == "energy" and o3.Irreps(self.output_irreps) != o3.Irreps("1x0e"):
+            raise ConfigError(
+                f"model.task 'energy' predicts one scalar per atom: model.output_irreps must be "
+                f"'1x0e', got {self.output_irreps!r}"
+            )
 
 
 @dataclass
@@ -78,17 +110,45 @@ class SubsetConfig:
 
 @dataclass
 class DataConfig:
-    dataset: Literal["qm9"] = "qm9"
+    dataset: Literal["qm9", "xyz", "nbody"] = "qm9"
+    """``qm9``: one QM9 property (``target``); ``xyz``: energies and forces of the structures in
+    ``path`` (any file ASE reads, e.g. extended XYZ; eV and eV/Å); ``nbody``: the charged
+    5-particle system (positions 1,000 steps ahead; simulated into ``root`` on first use)."""
     target: str = "homo"
+    """QM9 property to learn (``qm9`` only)."""
     cutoff: float = 2.0
     """Radius graph cutoff in Å."""
     root: str = "data/qm9"
-    """Folder of the processed cache."""
+    """Folder of the processed QM9 cache or of the N-body simulations (``data/nbody``)."""
+    path: str | None = None
+    """Structure file with reference energies and forces (``xyz`` only)."""
+    energy_key: str = "energy"
+    """Key of the energy in ``atoms.info`` (or the file's single-point results; ``xyz`` only)."""
+    forces_key: str | None = "forces"
+    """Key of the forces in ``atoms.arrays`` (``null``: train on energies only; ``xyz`` only)."""
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    """Train/validation/test fractions of the structures in ``path``, seeded by ``split_seed``
+    (``xyz`` only; QM9 uses its standard 100,000/17,748/13,083 split)."""
     split_seed: int = 0
     subset: SubsetConfig = field(default_factory=SubsetConfig)
     atom_references: bool = False
     """Fit one value per element to the training targets by least squares and learn only the
-    remainder (for extensive targets such as U0, U, H, G)."""
+    remainder (for extensive targets such as U0, U, H, G; always on for ``xyz`` energies)."""
+
+    def __post_init__(self) -> None:
+        _require_positive("data.cutoff", self.cutoff)
+        if self.dataset == "xyz" and not self.path:
+            raise ConfigError("data.dataset 'xyz' needs data.path, the structure file to read")
+        if (
+            len(self.split) != 3
+            or any(fraction < 0 for fraction in self.split)
+            or sum(self.split) > 1 + 1e-9
+            or min(self.split) == 0
+        ):
+            raise ConfigError(
+                f"data.split must be three positive fractions (train, val, test) summing to at "
+                f"most 1, got {self.split}"
+            )
 
 
 @dataclass
@@ -108,6 +168,10 @@ class TrainConfig:
     """Stop after this many evaluations without a better validation loss."""
     max_minutes: float | None = None
     """Wall-clock budget for training; the test evaluation still runs afterwards."""
+    energy_weight: float = 1.0
+    """Weight of the per-atom energy error in the loss (``xyz`` data)."""
+    forces_weight: float = 1.0
+    """Weight of the force error in the loss (``xyz`` data with forces)."""
     device: str = "auto"
     runs_dir: str = "runs"
     run_name: str | None = None

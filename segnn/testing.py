@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from ase import Atoms
 from e3nn import o3
 from torch_geometric.data import Batch, Data
 
@@ -213,3 +215,19 @@ def assert_module_equivariant(
         kind = "reflection" if trial % 2 else "rotation"
         worst = max(worst, compare(expected, module(*moved), f"trial {trial} ({kind})"))
     return worst
+
+
+def finite_difference_forces(
+    energy: Callable[[Atoms], float], atoms: Atoms, step: float = 1e-5
+) -> np.ndarray:
+    """``[N, 3]`` forces ``-dE/dx`` of ``energy(atoms)`` (eV → eV/Å) by central differences."""
+    forces = np.zeros((len(atoms), 3))
+    for atom in range(len(atoms)):
+        for axis in range(3):
+            energies = []
+            for sign in (1, -1):
+                moved = atoms.copy()
+                moved.positions[atom, axis] += sign * step
+                energies.append(energy(moved))
+            forces[atom, axis] = -(energies[0] - energies[1]) / (2 * step)
+    return forces

@@ -1,7 +1,7 @@
 """Data: graph construction and loaders."""
 
-from segnn.data.atoms import atoms_to_graph
+from segnn.data.atoms import AtomsDataset, atoms_to_graph
 from segnn.data.graph import full_graph, radius_graph
 from segnn.data.loader import RadiusGraphCollate
 
-__all__ = ["RadiusGraphCollate", "atoms_to_graph", "full_graph", "radius_graph"]
+__all__ = ["AtomsDataset", "RadiusGraphCollate", "atoms_to_graph", "full_graph", "radius_graph"]

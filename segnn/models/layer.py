@@ -6,22 +6,25 @@ import torch
 from e3nn import o3
 from torch_geometric.nn import MessagePassing
 
-from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, SteerableMLP
+from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, RadialChannelWeights, SteerableMLP
 
 
 class SEGNNLayer(MessagePassing):
     """Steerable message passing (Brandstetter et al., ICLR 2022, eqs. 8-9).
 
-    * message ``m_ij = φ_m(h_i ⊕ h_j ⊕ s_ij ; a_ij)`` — a two-layer gated steerable MLP
-      conditioned on the edge attribute ``a_ij``; ``s_ij`` are invariant edge scalars
-      (the squared distance, and any extra ones);
+    * message ``m_ij = w_ij R(s_ij) ⊙ φ_m(h_i ⊕ h_j ⊕ s_ij ; a_ij)`` — a two-layer gated
+      steerable MLP conditioned on the edge attribute ``a_ij``; ``s_ij`` are invariant edge
+      scalars (the squared distance, or a radial basis); ``w_ij`` an optional scalar edge
+      weight (a smooth cutoff envelope; 1 when not given); ``R`` optional learnt per-channel
+      radial weights (:class:`segnn.o3.RadialChannelWeights`, with ``radial_weights=True``);
     * update ``h_i' = h_i + φ_u(h_i ⊕ Σ_j m_ij ; a_i)`` — a steerable MLP conditioned on the node
       attribute ``a_i`` (gated hidden layer, linear output), with a residual connection;
     * optional equivariant instance norm of ``h'`` over the nodes of each graph.
 
     Shapes: ``h [N, irreps_hidden.dim]``, ``edge_index [2, E]`` (source, target),
     ``edge_attr [E, irreps_attr.dim]``, ``node_attr [N, irreps_attr.dim]``,
-    ``edge_scalars [E, num_edge_scalars]``, ``batch [N]`` → ``[N, irreps_hidden.dim]``.
+    ``edge_scalars [E, num_edge_scalars]``, ``batch [N]``, ``edge_weights [E]`` or ``None``
+    → ``[N, irreps_hidden.dim]``.
     """
 
     def __init__(
@@ -30,6 +33,7 @@ class SEGNNLayer(MessagePassing):
         irreps_attr: o3.Irreps | str,
         num_edge_scalars: int = 1,
         norm: bool = True,
+        radial_weights: bool = False,
     ):
         super().__init__(aggr="add", node_dim=0)
         irreps_hidden = o3.Irreps(irreps_hidden)
@@ -51,6 +55,9 @@ class SEGNNLayer(MessagePassing):
         ):
             raise ValueError(f"hidden irreps must be sorted and simplified, got {irreps_hidden}")
         self.norm = EquivariantInstanceNorm(irreps_hidden) if norm else None
+        self.radial_weights = (
+            RadialChannelWeights(num_edge_scalars, irreps_hidden) if radial_weights else None
+        )
         self.irreps_hidden = irreps_hidden
 
     def forward(
@@ -61,9 +68,15 @@ class SEGNNLayer(MessagePassing):
         node_attr: torch.Tensor,
         edge_scalars: torch.Tensor,
         batch: torch.Tensor,
+        edge_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = self.propagate(
-            edge_index, h=h, edge_attr=edge_attr, edge_scalars=edge_scalars, node_attr=node_attr
+            edge_index,
+            h=h,
+            edge_attr=edge_attr,
+            edge_scalars=edge_scalars,
+            node_attr=node_attr,
+            edge_weights=edge_weights,
         )
         if self.norm is not None:
             h = self.norm(h, batch)
@@ -75,8 +88,12 @@ class SEGNNLayer(MessagePassing):
         h_j: torch.Tensor,
         edge_attr: torch.Tensor,
         edge_scalars: torch.Tensor,
+        edge_weights: torch.Tensor | None,
     ) -> torch.Tensor:
-        return self.message_mlp(self.message_input(h_i, h_j, edge_scalars), edge_attr)
+        message = self.message_mlp(self.message_input(h_i, h_j, edge_scalars), edge_attr)
+        if self.radial_weights is not None:
+            message = message * self.radial_weights(edge_scalars)
+        return message if edge_weights is None else message * edge_weights.unsqueeze(-1)
 
     def update(
         self, aggregated: torch.Tensor, h: torch.Tensor, node_attr: torch.Tensor

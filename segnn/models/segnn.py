@@ -11,6 +11,7 @@ from segnn.config import ModelConfig
 from segnn.models.layer import SEGNNLayer
 from segnn.o3 import (
     ConditionedTensorProduct,
+    SmoothRadialFeatures,
     SphericalHarmonicsAttributes,
     SteerableMLP,
     balanced_irreps,
@@ -26,18 +27,25 @@ class SEGNN(torch.nn.Module):
 
     1. attributes: ``a_ij = Y(x_j - x_i)`` up to ``lmax_attr`` and ``a_i = mean_j a_ij`` with
        ``a_i^0 = 1`` (:class:`segnn.o3.SphericalHarmonicsAttributes`);
-    2. embedding: one-hot species (``S x 0e``) ⊗ ``a_i`` → hidden irreps (balanced up to
-       ``lmax_hidden``);
-    3. ``num_layers`` :class:`SEGNNLayer` with ``|x_ij|^2`` as edge scalar;
+    2. embedding: one-hot species (``S x 0e``), or the node inputs ``x`` (``input_irreps``),
+       ⊗ ``a_i`` → hidden irreps (balanced up to ``lmax_hidden``); with ``velocity_attribute``
+       the harmonics of ``vel`` (``l >= 1``) are added to ``a_i``, and with ``charge_product``
+       ``q_i q_j`` joins the edge scalars;
+    3. ``num_layers`` :class:`SEGNNLayer` with ``|x_ij|^2`` as edge scalar (``radial:
+       squared_distance``), or with an enveloped Bessel basis as edge scalars, learnt radial
+       per-channel weights on the messages and the envelope weighting messages and node
+       attributes (``radial: bessel``, smooth at ``cutoff``);
     4. readout: ``graph`` task — steerable pre-pool MLP on nodes (conditioned on ``a_i``),
        sum/mean pooling, post-pool MLP → ``[num_graphs, output_irreps.dim]``;
-       ``node`` task — the pre-pool MLP straight to ``[N, output_irreps.dim]``.
+       ``node`` task — the pre-pool MLP straight to ``[N, output_irreps.dim]``;
+       ``energy`` task — the pre-pool MLP to one scalar per atom, summed → ``[num_graphs, 1]``.
 
     Outputs transform by ``output_irreps`` under O(3) and are invariant to translations and to
-    the order of atoms (per-atom outputs follow the atoms).
+    the order of atoms (per-atom outputs follow the atoms). ``cutoff`` (Å) is needed for
+    ``radial: bessel`` and must equal the cutoff of the graphs the model is given.
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, cutoff: float | None = None):
         super().__init__()
         self.config = config
         self.species = list(config.species)
@@ -48,17 +56,33 @@ class SEGNN(torch.nn.Module):
 
         self.attributes = SphericalHarmonicsAttributes(config.lmax_attr)
         irreps_attr = self.attributes.irreps
+        if config.radial == "bessel":
+            if cutoff is None:
+                raise ValueError(
+                    "model.radial 'bessel' needs the graph cutoff: SEGNN(config, cutoff)"
+                )
+            self.radial = SmoothRadialFeatures(cutoff, config.num_radial, config.envelope_exponent)
+            num_edge_scalars = config.num_radial
+        else:
+            self.radial = None
+            num_edge_scalars = 1
+        num_edge_scalars += int(config.charge_product)
         self.irreps_hidden = balanced_irreps(config.hidden_features, config.lmax_hidden)
         self.irreps_out = o3.Irreps(config.output_irreps)
 
-        self.embedding = ConditionedTensorProduct(
-            f"{len(self.species)}x0e", irreps_attr, self.irreps_hidden
-        )
+        self.irreps_in = o3.Irreps(config.input_irreps or f"{len(self.species)}x0e")
+        self.embedding = ConditionedTensorProduct(self.irreps_in, irreps_attr, self.irreps_hidden)
         self.layers = torch.nn.ModuleList(
-            SEGNNLayer(self.irreps_hidden, irreps_attr, norm=config.norm == "instance")
+            SEGNNLayer(
+                self.irreps_hidden,
+                irreps_attr,
+                num_edge_scalars=num_edge_scalars,
+                norm=config.norm == "instance",
+                radial_weights=self.radial is not None,
+            )
             for _ in range(config.num_layers)
         )
-        if config.task == "node":
+        if config.task in ("node", "energy"):
             self.node_head = SteerableMLP(
                 self.irreps_hidden, self.irreps_hidden, self.irreps_out, irreps_attr
             )
@@ -90,9 +114,24 @@ class SEGNN(torch.nn.Module):
             )
         return torch.nn.functional.one_hot(index, len(self.species)).to(dtype)
 
+    def node_inputs(self, data, dtype: torch.dtype) -> torch.Tensor:
+        """``[N, irreps_in.dim]``: ``data.x`` when ``model.input_irreps`` is set, else the one-hot
+        species of ``data.z``."""
+        if self.config.input_irreps is None:
+            return self.species_one_hot(data.z, dtype)
+        x = getattr(data, "x", None)
+        if x is None or x.shape[-1] != self.irreps_in.dim:
+            raise ValueError(
+                f"model.input_irreps {self.irreps_in} needs data.x of shape [N, {self.irreps_in.dim}], "
+                f"got {None if x is None else list(x.shape)}"
+            )
+        return x.to(dtype)
+
     def forward(self, data) -> torch.Tensor:
-        """``data``: PyG ``Data``/``Batch`` with ``pos``, ``z``, ``edge_index`` (and ``batch``)."""
-        pos, z, edge_index = data.pos, data.z, data.edge_index
+        """``data``: PyG ``Data``/``Batch`` with ``pos``, ``edge_index`` (and ``batch``), plus
+        ``z`` (atomic numbers) or ``x`` (``model.input_irreps``), ``vel`` with
+        ``model.velocity_attribute``, ``charge [N, 1]`` with ``model.charge_product``."""
+        pos, edge_index = data.pos, data.edge_index
         if edge_index is None:
             raise ValueError(
                 "data has no edge_index: build graphs with segnn.data.atoms_to_graph or radius_graph"
@@ -106,16 +145,33 @@ class SEGNN(torch.nn.Module):
 
         edge_vectors = pos[edge_index[0]] - pos[edge_index[1]]
         edge_attr = self.attributes.edge_attributes(edge_vectors)
-        node_attr = self.attributes.node_attributes(edge_attr, edge_index[1], num_nodes)
-        edge_scalars = edge_vectors.pow(2).sum(-1, keepdim=True)
+        if self.radial is None:
+            edge_scalars, edge_weights = edge_vectors.pow(2).sum(-1, keepdim=True), None
+        else:
+            edge_scalars, edge_weights = self.radial(edge_vectors.norm(dim=-1))
+        node_attr = self.attributes.node_attributes(
+            edge_attr, edge_index[1], num_nodes, edge_weights
+        )
+        if self.config.velocity_attribute:
+            velocity_attr = self.attributes.edge_attributes(data.vel.to(pos.dtype))
+            node_attr = node_attr + torch.cat(
+                [torch.zeros_like(velocity_attr[:, :1]), velocity_attr[:, 1:]], dim=1
+            )
+        if self.config.charge_product:
+            charge = data.charge.to(pos.dtype)
+            edge_scalars = torch.cat(
+                [edge_scalars, charge[edge_index[0]] * charge[edge_index[1]]], dim=1
+            )
 
-        h = self.embedding(self.species_one_hot(z, pos.dtype), node_attr)
+        h = self.embedding(self.node_inputs(data, pos.dtype), node_attr)
         for layer in self.layers:
-            h = layer(h, edge_index, edge_attr, node_attr, edge_scalars, batch)
+            h = layer(h, edge_index, edge_attr, node_attr, edge_scalars, batch, edge_weights)
         h = self.node_head(h, node_attr)
-        if self.graph_head is None:
+        if self.config.task == "node":
             return h
         num_graphs = int(batch.max()) + 1 if num_nodes else 0
+        if self.config.task == "energy":
+            return scatter(h, batch, dim=0, dim_size=num_graphs, reduce="sum")
         pooled = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.config.pool)
         return self.graph_head(pooled, pooled.new_ones(num_graphs, 1))
 
@@ -128,4 +184,4 @@ def build_model(config) -> SEGNN:
         return SEGNN(config)
     if not isinstance(config, Config):
         config = load_config(config)
-    return SEGNN(config.model)
+    return SEGNN(config.model, cutoff=config.data.cutoff)

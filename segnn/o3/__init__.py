@@ -11,14 +11,24 @@ from segnn.o3.irreps import (
 )
 from segnn.o3.mlp import GatedTensorProduct, SteerableMLP
 from segnn.o3.norm import EquivariantInstanceNorm
+from segnn.o3.radial import (
+    BesselBasis,
+    PolynomialEnvelope,
+    RadialChannelWeights,
+    SmoothRadialFeatures,
+)
 from segnn.o3.tensor_product import ConditionedTensorProduct
 
 __all__ = [
+    "BesselBasis",
     "ConditionedTensorProduct",
     "EquivariantInstanceNorm",
     "Gate",
     "GatedTensorProduct",
     "IrrepsConcat",
+    "PolynomialEnvelope",
+    "RadialChannelWeights",
+    "SmoothRadialFeatures",
     "SphericalHarmonicsAttributes",
     "SteerableMLP",
     "balanced_irreps",

@@ -15,7 +15,9 @@ class SphericalHarmonicsAttributes(torch.nn.Module):
     * edge attribute ``a_ij = Y(r_ij / |r_ij|)`` with ``r_ij = x_j - x_i`` (``component``
       normalisation: ``Y^0 = 1`` and ``|Y^l|^2 = 2l + 1``);
     * node attribute ``a_i = mean_j a_ij`` over the edges that end at ``i``, with the ``l = 0``
-      entry set to 1, so an isolated atom gets ``(1, 0, ..., 0)``.
+      entry set to 1, so an isolated atom gets ``(1, 0, ..., 0)``; with edge weights ``w_ij``
+      (a smooth cutoff envelope) the smooth version ``sum_j w_ij a_ij / (1 + sum_j w_ij)``,
+      which changes continuously as neighbours enter or leave the cutoff.
 
     Irreps of both: ``1x0e + 1x1o + ... + 1x(lmax)``.
     """
@@ -33,10 +35,28 @@ class SphericalHarmonicsAttributes(torch.nn.Module):
         )
 
     def node_attributes(
-        self, edge_attributes: torch.Tensor, edge_target: torch.Tensor, num_nodes: int
+        self,
+        edge_attributes: torch.Tensor,
+        edge_target: torch.Tensor,
+        num_nodes: int,
+        edge_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mean of the incident edges' harmonics, ``[num_nodes, irreps.dim]``, ``l = 0`` set to 1."""
-        node_attributes = scatter(
-            edge_attributes, edge_target, dim=0, dim_size=num_nodes, reduce="mean"
-        )
+        """Mean of the incident edges' harmonics, ``[num_nodes, irreps.dim]``, ``l = 0`` set to 1.
+
+        ``edge_weights [E]``, if given, turn the mean into the smooth weighted average above.
+        """
+        if edge_weights is None:
+            node_attributes = scatter(
+                edge_attributes, edge_target, dim=0, dim_size=num_nodes, reduce="mean"
+            )
+        else:
+            weighted = scatter(
+                edge_attributes * edge_weights.unsqueeze(-1),
+                edge_target,
+                dim=0,
+                dim_size=num_nodes,
+                reduce="sum",
+            )
+            total = scatter(edge_weights, edge_target, dim=0, dim_size=num_nodes, reduce="sum")
+            node_attributes = weighted / (1.0 + total).unsqueeze(-1)
         return torch.cat([torch.ones_like(node_attributes[:, :1]), node_attributes[:, 1:]], dim=1)

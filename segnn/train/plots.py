@@ -12,25 +12,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def learning_curves(metrics_csv: Path, output: Path, unit: str) -> None:
-    """Training loss and validation MAE against epochs, from a run's ``metrics.csv``."""
+def learning_curves(metrics_csv: Path, output: Path, validation_units: dict[str, str]) -> None:
+    """Training loss and each validation metric against epochs, from a run's ``metrics.csv``.
+
+    ``validation_units``: ``{column: unit}`` of the validation columns to draw, one panel each.
+    """
     with open(metrics_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         return
     epochs = [int(row["epoch"]) for row in rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [float(row["train_loss"]) for row in rows], marker="o", markersize=3)
-    left.set(
+    figure, axes = plt.subplots(
+        1, 1 + len(validation_units), figsize=(5 * (1 + len(validation_units)), 4)
+    )
+    axes[0].plot(epochs, [float(row["train_loss"]) for row in rows], marker="o", markersize=3)
+    axes[0].set(
         xlabel="epoch", ylabel="training loss (normalised)", yscale="log", title="training loss"
     )
-    right.plot(
-        epochs, [float(row["val_mae"]) for row in rows], marker="o", markersize=3, color="C1"
-    )
-    right.set(
-        xlabel="epoch", ylabel=f"validation MAE ({unit})", yscale="log", title="validation MAE"
-    )
-    for axis in (left, right):
+    for index, (axis, (column, unit)) in enumerate(zip(axes[1:], validation_units.items())):
+        name = column.removeprefix("val_").replace("_", " ")
+        axis.plot(
+            epochs,
+            [float(row[column]) for row in rows],
+            marker="o",
+            markersize=3,
+            color=f"C{index + 1}",
+        )
+        axis.set(
+            xlabel="epoch",
+            ylabel=f"validation {name} ({unit})",
+            yscale="log",
+            title=f"validation {name}",
+        )
+    for axis in axes:
         axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(output, dpi=120)

@@ -1,4 +1,4 @@
-"""Fit, evaluate, checkpoint and resume a QM9 property model."""
+"""Fit, evaluate, checkpoint and resume a model on a task (QM9 property, energies and forces)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,13 @@ from typing import Any
 
 import torch
 import yaml
-from ase.data import chemical_symbols
 from tqdm import tqdm
 
-from segnn.api import PropertyModel, model_from_checkpoint
+from segnn.api import model_from_checkpoint
 from segnn.checkpoint import load_checkpoint, save_checkpoint
 from segnn.config import Config, ConfigError, load_config
-from segnn.data import RadiusGraphCollate
-from segnn.data.qm9 import QM9, get_target
-from segnn.models import SEGNN
 from segnn.train.schedule import learning_rate_factor
-
-METRICS_FIELDS = ["epoch", "step", "train_loss", "val_mae", "lr", "elapsed_s"]
+from segnn.train.tasks import make_task
 
 
 def select_device(name: str) -> torch.device:
@@ -40,25 +35,14 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def fit_atom_reference(dataset: QM9) -> torch.Tensor:
-    """Least-squares value per element, ``[119]`` (zeros for absent elements), such that the sum
-    over a molecule's atoms best matches the training targets."""
-    counts, targets = dataset.composition(), dataset.targets()
-    present = counts.sum(0) > 0
-    counts, elements = counts[:, present], dataset.elements()[present]
-    # ridge-stabilised normal equations on an [elements x elements] system: bit-for-bit
-    # repeatable (torch's lstsq is not) and solvable when element counts are collinear
-    gram = counts.T @ counts + 1e-8 * torch.eye(len(elements), dtype=torch.float64)
-    reference = torch.zeros(len(chemical_symbols), dtype=torch.float64)
-    reference[elements] = torch.linalg.solve(gram, counts.T @ targets)
-    return reference
-
-
 def new_run_dir(config: Config) -> Path:
-    name = (
-        config.train.run_name
-        or f"{config.data.dataset}_{config.data.target}_{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    what = {
+        "qm9": config.data.target,
+        "xyz": Path(config.data.path or "").stem,
+        "nbody": "charged",
+    }[config.data.dataset]
+    name = config.train.run_name or f"{config.data.dataset}_{what}_{time.strftime('%Y%m%d-%H%M%S')}"
+
     run_dir = Path(config.train.runs_dir) / name
     suffix = 1
     while run_dir.exists():
@@ -68,65 +52,46 @@ def new_run_dir(config: Config) -> Path:
 
 
 class Trainer:
-    """Trains a :class:`PropertyModel` on one QM9 target.
+    """Trains the model of a task (:mod:`segnn.train.tasks`) with Adam.
 
     The run directory holds ``config.yaml`` (resolved), ``metrics.csv``, ``last.pt`` (after every
-    epoch and when stopped) and ``best.pt`` (best validation MAE), all written atomically. The
-    order of training molecules in epoch ``e`` depends only on ``(seed, e)``, so a resumed run
-    repeats exactly what an uninterrupted one would do, even from the middle of an epoch.
+    epoch and when stopped) and ``best.pt`` (best validation ``task.selection_metric``), all
+    written atomically. The order of training items in epoch ``e`` depends only on
+    ``(seed, e)``, so a resumed run repeats exactly what an uninterrupted one would do, even from
+    the middle of an epoch.
     """
 
     def __init__(self, config: Config, run_dir: Path, resume_from: dict[str, Any] | None = None):
         self.config = config
         self.run_dir = run_dir
         self.device = select_device(config.train.device)
-        data = config.data
-        self.target = get_target(data.target)
-        subset = data.subset
-        self.datasets = {
-            split: QM9(split, data.target, data.root, data.split_seed, getattr(subset, split))
-            for split in ("train", "val", "test")
-        }
-        self.collate = RadiusGraphCollate(data.cutoff)
-
+        self.task = make_task(config)
+        self.datasets = self.task.datasets
+        self.collate = self.task.collate
         torch.manual_seed(config.seed)
-        train_set = self.datasets["train"]
-        atom_reference = fit_atom_reference(train_set) if data.atom_references else None
-        train_targets = train_set.targets()
-        if atom_reference is not None:
-            train_targets = (
-                train_targets - train_set.composition() @ atom_reference[train_set.elements()]
-            )
-        mean = float(train_targets.mean())
-        mad = float((train_targets - mean).abs().mean())
-        target_info = {
-            "name": self.target.name,
-            "unit": self.target.unit,
-            "description": self.target.description,
-            "report_unit": self.target.report_unit,
-            "report_factor": self.target.report_factor,
-        }
-        self.model = PropertyModel(
-            SEGNN(config.model), mean, mad, data.cutoff, target_info, atom_reference
-        )
-        self.model.to(self.device)
+        self.model = self.task.build_model().to(self.device)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
         )
+        self.metrics_fields = [
+            "epoch",
+            "step",
+            "train_loss",
+            *(f"val_{name}" for name in self.task.metrics),
+            "lr",
+            "elapsed_s",
+        ]
         self.state = {
             "epoch": 0,
             "batch_in_epoch": 0,
             "global_step": 0,
-            "best_val_mae": math.inf,
+            "best_val": math.inf,
             "evaluations_without_improvement": 0,
             "elapsed_s": 0.0,
             "finished": False,
         }
         if resume_from is not None:
-            self.model.network.load_state_dict(resume_from["model_state"])
-            self.model.atom_reference.copy_(resume_from["atom_reference"])
-            self.model.mean = resume_from["normalization"]["mean"]
-            self.model.mad = resume_from["normalization"]["mad"]
+            self.model.load_state_dict(resume_from["model_state"])
             self.optimizer.load_state_dict(resume_from["optimizer_state"])
             self.state.update(resume_from["training_state"])
 
@@ -144,36 +109,20 @@ class Trainer:
                 self.device
             )
 
-    def _loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.config.train.loss == "l1":
-            return (prediction - target).abs().mean()
-        return (prediction - target).pow(2).mean()
-
     # ---------------------------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def predict_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(predictions, targets)`` for a split, float64 in the target's unit."""
+    def evaluate(self, split: str) -> dict[str, float]:
+        """``{metric: value}`` on ``split`` in the task's report units (e.g. meV)."""
         self.model.eval()
-        predictions, targets = [], []
-        for batch in self._batches(split):
-            predictions.append(self.model(batch).double().cpu())
-            targets.append(batch.y[:, 0].double().cpu())
+        metrics = self.task.evaluate(self.model, self._batches(split))
         self.model.train()
-        return torch.cat(predictions), torch.cat(targets)
-
-    def mae(self, split: str) -> float:
-        """Mean absolute error on ``split`` in the report unit (e.g. meV)."""
-        predictions, targets = self.predict_split(split)
-        return float((predictions - targets).abs().mean()) * self.target.report_factor
+        return metrics
 
     # ------------------------------------------------------------------------- checkpointing
     def _payload(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
-            "model_state": self.model.network.state_dict(),
+            "model_state": {key: value.cpu() for key, value in self.model.state_dict().items()},
             "optimizer_state": self.optimizer.state_dict(),
-            "normalization": {"mean": self.model.mean, "mad": self.model.mad},
-            "atom_reference": self.model.atom_reference.cpu(),
             "species": list(self.config.model.species),
             "target": self.model.target,
             "training_state": dict(self.state),
@@ -183,7 +132,7 @@ class Trainer:
         path = self.run_dir / "metrics.csv"
         new = not path.exists()
         with open(path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRICS_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=self.metrics_fields)
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -215,9 +164,7 @@ class Trainer:
                 )
                 for group in self.optimizer.param_groups:
                     group["lr"] = train.lr * factor
-                prediction = self.model.normalized(batch)
-                remainder = batch.y[:, 0] - self.model.reference(batch) - self.model.mean
-                loss = self._loss(prediction, (remainder / self.model.mad).to(prediction.dtype))
+                loss = self.task.loss(self.model, batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if train.grad_clip is not None:
@@ -250,30 +197,36 @@ class Trainer:
 
     def _end_of_epoch(self, epoch: int, losses: list[float], elapsed: float) -> None:
         train = self.config.train
-        val_mae = self.mae("val")
+        metrics = self.evaluate("val")
+        selected = metrics[self.task.selection_metric]
         self.state["elapsed_s"] = elapsed
-        improved = val_mae < self.state["best_val_mae"]
+        improved = selected < self.state["best_val"]
         if improved:
-            self.state["best_val_mae"] = val_mae
+            self.state["best_val"] = selected
             self.state["evaluations_without_improvement"] = 0
         else:
             self.state["evaluations_without_improvement"] += 1
         patience = train.early_stopping_patience
         if patience is not None and self.state["evaluations_without_improvement"] >= patience:
-            print(f"early stopping: no better validation MAE for {patience} epochs")
+            print(
+                f"early stopping: no better validation {self.task.selection_metric} for {patience} epochs"
+            )
             self.state["finished"] = True
         row = {
             "epoch": epoch + 1,
             "step": self.state["global_step"],
             "train_loss": f"{sum(losses) / max(len(losses), 1):.6g}",
-            "val_mae": f"{val_mae:.6g}",
+            **{f"val_{name}": f"{value:.6g}" for name, value in metrics.items()},
             "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
             "elapsed_s": f"{elapsed:.1f}",
         }
         self._log_metrics(row)
+        described = ", ".join(
+            f"val {name} {value:.4g} {self.task.metrics[name]}" for name, value in metrics.items()
+        )
         tqdm.write(
-            f"epoch {epoch + 1}: train loss {row['train_loss']}, val MAE {val_mae:.4g} "
-            f"{self.target.report_unit}{' (best)' if improved else ''}, {elapsed:.0f} s"
+            f"epoch {epoch + 1}: train loss {row['train_loss']}, {described}"
+            f"{' (best)' if improved else ''}, {elapsed:.0f} s"
         )
         if improved:
             save_checkpoint(self.run_dir / "best.pt", self._payload())
@@ -281,7 +234,7 @@ class Trainer:
 
     def test(self) -> dict[str, Any]:
         """Evaluate the best checkpoint on the test split; write ``results.json`` and plots."""
-        from segnn.train.plots import learning_curves, parity_plot
+        from segnn.train.plots import learning_curves
 
         best = self.run_dir / "best.pt"
         model = (
@@ -289,40 +242,24 @@ class Trainer:
             if best.exists()
             else self.model
         )
-        self.model, original = model, self.model
-        predictions, targets = self.predict_split("test")
-        self.model = original
-        factor = self.target.report_factor
-        test_mae = float((predictions - targets).abs().mean()) * factor
-        train_mean = float(self.datasets["train"].targets().mean())
-        baseline = float((targets - train_mean).abs().mean()) * factor
-        results = {
-            "target": self.target.name,
-            "description": self.target.description,
-            "unit": self.target.report_unit,
-            "test_mae": test_mae,
-            "mean_predictor_test_mae": baseline,
-            "improvement_over_mean_predictor": baseline / test_mae if test_mae > 0 else math.inf,
-            "best_val_mae": self.state["best_val_mae"],
-            "epochs": self.state["epoch"] + (self.state["batch_in_epoch"] > 0),
-            "steps": self.state["global_step"],
-            "train_seconds": round(self.state["elapsed_s"], 1),
-            "num_train": len(self.datasets["train"]),
-            "num_test": len(targets),
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-            "device": str(self.device),
-        }
+        model.eval()
+        results = self.task.report(model, self._batches("test"), self.run_dir)
+        results.update(
+            {
+                f"best_val_{self.task.selection_metric}": self.state["best_val"],
+                "epochs": self.state["epoch"] + (self.state["batch_in_epoch"] > 0),
+                "steps": self.state["global_step"],
+                "train_seconds": round(self.state["elapsed_s"], 1),
+                "num_train": len(self.datasets["train"]),
+                "num_parameters": sum(p.numel() for p in model.parameters()),
+                "device": str(self.device),
+            }
+        )
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         learning_curves(
             self.run_dir / "metrics.csv",
             self.run_dir / "learning_curves.png",
-            self.target.report_unit,
-        )
-        parity_plot(
-            targets.numpy(),
-            predictions.numpy(),
-            self.run_dir / "parity_test.png",
-            f"{self.target.description} ({self.target.unit}), test MAE {test_mae:.4g} {self.target.report_unit}",
+            {f"val_{name}": unit for name, unit in self.task.metrics.items()},
         )
         return results
 
@@ -354,9 +291,9 @@ def train_from_config(
         trainer = Trainer(config, run_dir)
         print(f"run directory: {run_dir}")
     print(
-        f"training {config.data.dataset}/{config.data.target} on {trainer.device}: "
+        f"training {trainer.task.name} on {trainer.device}: "
         f"{len(trainer.datasets['train'])} train / {len(trainer.datasets['val'])} val / "
-        f"{len(trainer.datasets['test'])} test molecules, "
+        f"{len(trainer.datasets['test'])} test structures, "
         f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters"
     )
     trainer.fit(stop_after_epochs=stop_after_epochs)
@@ -364,9 +301,5 @@ def train_from_config(
         print(f"stopped; continue with: segnn train --resume {run_dir}")
         return None
     results = trainer.test()
-    print(
-        f"test MAE ({results['target']}): {results['test_mae']:.4g} {results['unit']} "
-        f"(mean predictor: {results['mean_predictor_test_mae']:.4g} {results['unit']}, "
-        f"{results['improvement_over_mean_predictor']:.1f}x better)"
-    )
+    print(trainer.task.summary(results))
     return results

@@ -1,0 +1,381 @@
+"""What is learned: datasets, model wrapper, loss, metrics and the test report of a run.
+
+The :class:`segnn.train.Trainer` is the same for every task; a task supplies
+
+* ``datasets`` — ``{"train", "val", "test"}`` → map-style datasets of ``Data`` items, and
+  ``collate`` — list of items → ``Batch`` with its graph;
+* ``build_model()`` — the model wrapper, with statistics fitted on the training split;
+* ``loss(model, batch)`` — the normalised training loss of one batch;
+* ``evaluate(model, batches)`` — ``{metric: value}`` in report units (``metrics`` names them
+  and their units; ``selection_metric`` picks best checkpoints and early stopping);
+* ``report(model, batches, run_dir)`` — test metrics, a baseline and parity plots, and
+  ``summary(results)`` — one line that says them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from ase.data import chemical_symbols
+from torch_geometric.data import Batch
+
+from segnn.api import DisplacementModel, EnergyModel, PropertyModel
+from segnn.config import Config, ConfigError
+from segnn.data import AtomsDataset, RadiusGraphCollate
+from segnn.data.nbody import FullGraphCollate, NBody
+from segnn.data.qm9 import QM9, get_target
+from segnn.models import SEGNN
+from segnn.train.plots import parity_plot
+
+
+def fit_atom_reference(
+    composition: torch.Tensor, elements: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Least-squares value per element, ``[119]`` (zeros for absent elements), such that the sum
+    over a structure's atoms best matches ``targets``.
+
+    ``composition [S, len(elements)]``: element counts per structure; ``targets [S]``.
+    """
+    composition, targets = composition.double(), targets.double()
+    present = composition.sum(0) > 0
+    composition, elements = composition[:, present], elements[present]
+    # ridge-stabilised normal equations on an [elements x elements] system: bit-for-bit
+    # repeatable (torch's lstsq is not) and solvable when element counts are collinear
+    gram = composition.T @ composition + 1e-8 * torch.eye(len(elements), dtype=torch.float64)
+    reference = torch.zeros(len(chemical_symbols), dtype=torch.float64)
+    reference[elements.long()] = torch.linalg.solve(gram, composition.T @ targets)
+    return reference
+
+
+def elementwise_loss(kind: str, difference: torch.Tensor) -> torch.Tensor:
+    """Mean absolute (``l1``) or squared (``mse``) error of a difference tensor."""
+    return difference.abs().mean() if kind == "l1" else difference.pow(2).mean()
+
+
+class PropertyTask:
+    """One QM9 property; metric: MAE in the literature's unit (e.g. meV)."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        data = config.data
+        self.target = get_target(data.target)
+        self.datasets = {
+            split: QM9(split, data.target, data.root, data.split_seed, getattr(data.subset, split))
+            for split in ("train", "val", "test")
+        }
+        self.collate = RadiusGraphCollate(data.cutoff)
+        self.metrics = {"mae": self.target.report_unit}
+        self.selection_metric = "mae"
+        self.name = f"qm9/{data.target}"
+
+    def build_model(self) -> PropertyModel:
+        train = self.datasets["train"]
+        targets = train.targets()
+        reference = None
+        if self.config.data.atom_references:
+            reference = fit_atom_reference(train.composition(), train.elements(), targets)
+            targets = targets - train.composition() @ reference[train.elements()]
+        mean = float(targets.mean())
+        mad = float((targets - mean).abs().mean())
+        target_info = {
+            "name": self.target.name,
+            "unit": self.target.unit,
+            "description": self.target.description,
+            "report_unit": self.target.report_unit,
+            "report_factor": self.target.report_factor,
+        }
+        network = SEGNN(self.config.model, cutoff=self.config.data.cutoff)
+        return PropertyModel(network, mean, mad, self.config.data.cutoff, target_info, reference)
+
+    def loss(self, model: PropertyModel, batch: Batch) -> torch.Tensor:
+        prediction = model.normalized(batch)
+        remainder = (batch.y[:, 0] - model.reference(batch) - model.mean) / model.mad
+        return elementwise_loss(self.config.train.loss, prediction - remainder.to(prediction.dtype))
+
+    @torch.no_grad()
+    def _predict(self, model: PropertyModel, batches: Iterable[Batch]):
+        predictions, targets = [], []
+        for batch in batches:
+            predictions.append(model(batch).double().cpu())
+            targets.append(batch.y[:, 0].double().cpu())
+        return torch.cat(predictions), torch.cat(targets)
+
+    def evaluate(self, model: PropertyModel, batches: Iterable[Batch]) -> dict[str, float]:
+        predictions, targets = self._predict(model, batches)
+        return {"mae": float((predictions - targets).abs().mean()) * self.target.report_factor}
+
+    def report(
+        self, model: PropertyModel, batches: Iterable[Batch], run_dir: Path
+    ) -> dict[str, Any]:
+        predictions, targets = self._predict(model, batches)
+        factor = self.target.report_factor
+        test_mae = float((predictions - targets).abs().mean()) * factor
+        train_mean = float(self.datasets["train"].targets().mean())
+        baseline = float((targets - train_mean).abs().mean()) * factor
+        parity_plot(
+            targets.numpy(),
+            predictions.numpy(),
+            run_dir / "parity_test.png",
+            f"{self.target.description} ({self.target.unit}), test MAE {test_mae:.4g} "
+            f"{self.target.report_unit}",
+        )
+        return {
+            "target": self.target.name,
+            "description": self.target.description,
+            "unit": self.target.report_unit,
+            "test_mae": test_mae,
+            "mean_predictor_test_mae": baseline,
+            "improvement_over_mean_predictor": baseline / test_mae if test_mae > 0 else math.inf,
+            "num_test": len(targets),
+        }
+
+    @staticmethod
+    def summary(results: dict[str, Any]) -> str:
+        unit = results["unit"]
+        return (
+            f"test MAE ({results['target']}): {results['test_mae']:.4g} {unit} "
+            f"(mean predictor: {results['mean_predictor_test_mae']:.4g} {unit}, "
+            f"{results['improvement_over_mean_predictor']:.1f}x better)"
+        )
+
+
+def split_structures(
+    num_structures: int, fractions: list[float], seed: int
+) -> dict[str, torch.Tensor]:
+    """Seeded random train/val/test indices with the given fractions (rounded down, at least 1)."""
+    permutation = torch.randperm(num_structures, generator=torch.Generator().manual_seed(seed))
+    sizes = [max(1, int(fraction * num_structures)) for fraction in fractions]
+    if sum(sizes) > num_structures:
+        raise ValueError(
+            f"cannot split {num_structures} structures into train/val/test fractions {fractions}"
+        )
+    train_end, val_end = sizes[0], sizes[0] + sizes[1]
+    return {
+        "train": permutation[:train_end],
+        "val": permutation[train_end:val_end],
+        "test": permutation[val_end : val_end + sizes[2]],
+    }
+
+
+class EnergyForceTask:
+    """Energies (and forces) of the structures in ``data.path``.
+
+    Loss: ``energy_weight * L(ΔE / n_atoms / scale) + forces_weight * L(ΔF / scale)`` with ``L``
+    the ``train.loss`` (``mse`` or ``l1``) and ``scale`` the training RMS force. Metrics: energy
+    MAE (meV per structure) and force MAE (meV/Å per component); the force MAE selects the best
+    checkpoint when forces are trained, else the energy MAE.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        data = config.data
+        structures = AtomsDataset.from_file(data.path, data.energy_key, data.forces_key)
+        indices = split_structures(len(structures), data.split, data.split_seed)
+        self.datasets = {}
+        for split, chosen in indices.items():
+            cap = getattr(data.subset, split)
+            self.datasets[split] = structures.subset(chosen if cap is None else chosen[:cap])
+        self.has_forces = structures.has_forces
+        self.collate = RadiusGraphCollate(data.cutoff)
+        self.metrics = {"energy_mae": "meV"}
+        if self.has_forces:
+            self.metrics["forces_mae"] = "meV/Å"
+        self.selection_metric = "forces_mae" if self.has_forces else "energy_mae"
+        self.name = f"xyz/{Path(data.path).name}"
+
+    def build_model(self) -> EnergyModel:
+        train = self.datasets["train"]
+        energies = train.energies()
+        reference = fit_atom_reference(train.composition(), train.elements(), energies)
+        if self.has_forces:
+            scale = float(torch.cat([item.forces for item in train.items]).pow(2).mean().sqrt())
+        else:
+            counts = train.composition().sum(1)
+            residual = (energies - train.composition() @ reference[train.elements()]) / counts
+            scale = float(residual.std()) if len(residual) > 1 else 1.0
+        network = SEGNN(self.config.model, cutoff=self.config.data.cutoff)
+        return EnergyModel(network, self.config.data.cutoff, scale or 1.0, reference)
+
+    def _targets(self, model: EnergyModel, batch: Batch) -> torch.Tensor:
+        """Normalised energy targets ``(E - sum reference) / scale`` (float64)."""
+        return (batch.energy - model.reference(batch)) / model.scale
+
+    def loss(self, model: EnergyModel, batch: Batch) -> torch.Tensor:
+        train = self.config.train
+        energy, forces = model.normalized(batch, forces=self.has_forces, create_graph=True)
+        atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(energy.dtype)
+        target = self._targets(model, batch).to(energy.dtype)
+        loss = train.energy_weight * elementwise_loss(train.loss, (energy - target) / atoms)
+        if self.has_forces:
+            force_target = (batch.forces / model.scale).to(forces.dtype)
+            loss = loss + train.forces_weight * elementwise_loss(train.loss, forces - force_target)
+        return loss
+
+    def _predict(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
+        collected: dict[str, list[torch.Tensor]] = {key: [] for key in ("energy", "energy_ref")}
+        if self.has_forces:
+            collected.update(forces=[], forces_ref=[])
+        for batch in batches:
+            output = model(batch, forces=self.has_forces)
+            collected["energy"].append(output["energy"].detach().double().cpu())
+            collected["energy_ref"].append(batch.energy.double().cpu())
+            if self.has_forces:
+                collected["forces"].append(output["forces"].double().cpu())
+                collected["forces_ref"].append(batch.forces.double().cpu())
+        return {key: torch.cat(values) for key, values in collected.items()}
+
+    @staticmethod
+    def _maes(predicted: dict[str, torch.Tensor]) -> dict[str, float]:
+        maes = {
+            "energy_mae": 1000 * float((predicted["energy"] - predicted["energy_ref"]).abs().mean())
+        }
+        if "forces" in predicted:
+            maes["forces_mae"] = 1000 * float(
+                (predicted["forces"] - predicted["forces_ref"]).abs().mean()
+            )
+        return maes
+
+    def evaluate(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, float]:
+        return self._maes(self._predict(model, batches))
+
+    def report(self, model: EnergyModel, batches: Iterable[Batch], run_dir: Path) -> dict[str, Any]:
+        predicted = self._predict(model, batches)
+        maes = self._maes(predicted)
+        # baseline: the per-element reference energies alone (the least-squares fit)
+        test = self.datasets["test"]
+        reference_only = test.composition() @ model.atom_reference.cpu()[test.elements()]
+        results: dict[str, Any] = {
+            "target": "energy",
+            "unit": "meV",
+            "test_energy_mae": maes["energy_mae"],
+            "reference_only_test_energy_mae": 1000
+            * float((reference_only - predicted["energy_ref"]).abs().mean()),
+            "num_test": len(predicted["energy"]),
+            "scale_eV_per_A": float(model.scale),
+        }
+        parity_plot(
+            predicted["energy_ref"].numpy(),
+            predicted["energy"].numpy(),
+            run_dir / "parity_energy_test.png",
+            f"energy (eV), test MAE {maes['energy_mae']:.3g} meV",
+        )
+        if self.has_forces:
+            results["test_forces_mae"] = maes["forces_mae"]
+            results["forces_unit"] = "meV/Å"
+            results["zero_forces_test_mae"] = 1000 * float(predicted["forces_ref"].abs().mean())
+            parity_plot(
+                predicted["forces_ref"].flatten().numpy(),
+                predicted["forces"].flatten().numpy(),
+                run_dir / "parity_forces_test.png",
+                f"force components (eV/Å), test MAE {maes['forces_mae']:.3g} meV/Å",
+            )
+        return results
+
+    @staticmethod
+    def summary(results: dict[str, Any]) -> str:
+        line = (
+            f"test energy MAE: {results['test_energy_mae']:.4g} meV "
+            f"(per-element references alone: {results['reference_only_test_energy_mae']:.4g} meV)"
+        )
+        if "test_forces_mae" in results:
+            line += (
+                f"; test force MAE: {results['test_forces_mae']:.4g} meV/Å "
+                f"(zero forces: {results['zero_forces_test_mae']:.4g} meV/Å)"
+            )
+        return line
+
+
+class NBodyTask:
+    """Charged N-body system: predict positions 1,000 steps ahead; metric: mean squared error
+    of the coordinates (the literature's "MSE", e.g. SEGNN .0043, EGNN .0070)."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        data = config.data
+        self.datasets = {
+            split: NBody(split, data.root, subset=getattr(data.subset, split))
+            for split in ("train", "val", "test")
+        }
+        self.collate = FullGraphCollate()
+        self.metrics = {"mse": ""}
+        self.selection_metric = "mse"
+        self.name = "nbody/charged"
+
+    def build_model(self) -> DisplacementModel:
+        return DisplacementModel(SEGNN(self.config.model, cutoff=self.config.data.cutoff))
+
+    def loss(self, model: DisplacementModel, batch: Batch) -> torch.Tensor:
+        prediction = model(batch)
+        return elementwise_loss(self.config.train.loss, prediction - batch.y.to(prediction.dtype))
+
+    @torch.no_grad()
+    def _predict(self, model: DisplacementModel, batches: Iterable[Batch]):
+        predictions, targets, inputs = [], [], []
+        for batch in batches:
+            predictions.append(model(batch).double().cpu())
+            targets.append(batch.y.double().cpu())
+            inputs.append(torch.stack([batch.pos, batch.vel]).double().cpu())
+        return torch.cat(predictions), torch.cat(targets), torch.cat(inputs, dim=1)
+
+    def evaluate(self, model: DisplacementModel, batches: Iterable[Batch]) -> dict[str, float]:
+        predictions, targets, _ = self._predict(model, batches)
+        return {"mse": float((predictions - targets).pow(2).mean())}
+
+    def report(
+        self, model: DisplacementModel, batches: Iterable[Batch], run_dir: Path
+    ) -> dict[str, Any]:
+        predictions, targets, (positions, velocities) = self._predict(model, batches)
+        test_mse = float((predictions - targets).pow(2).mean())
+        # baselines: particles stand still; particles keep their velocity for 1,000 steps of 0.001
+        static = float((positions - targets).pow(2).mean())
+        linear = float((positions + velocities - targets).pow(2).mean())
+        parity_plot(
+            targets.flatten().numpy(),
+            predictions.flatten().numpy(),
+            run_dir / "parity_test.png",
+            f"N-body coordinates 1,000 steps ahead, test MSE {test_mse:.4g}",
+        )
+        return {
+            "target": "positions",
+            "unit": "",
+            "test_mse": test_mse,
+            "static_test_mse": static,
+            "constant_velocity_test_mse": linear,
+            "num_test": len(self.datasets["test"]),
+        }
+
+    @staticmethod
+    def summary(results: dict[str, Any]) -> str:
+        return (
+            f"test MSE: {results['test_mse']:.4g} (particles standing still: "
+            f"{results['static_test_mse']:.4g}; constant velocity: "
+            f"{results['constant_velocity_test_mse']:.4g})"
+        )
+
+
+def make_task(config: Config) -> PropertyTask | EnergyForceTask | NBodyTask:
+    """The task of a config's ``data.dataset``."""
+    if config.data.dataset == "nbody":
+        model = config.model
+        if model.task != "node" or model.output_irreps.replace(" ", "") != "1x1o":
+            raise ConfigError(
+                "data.dataset 'nbody' predicts displacements: set model.task to 'node' and "
+                "model.output_irreps to '1x1o'"
+            )
+        if model.input_irreps is None:
+            raise ConfigError(
+                f"data.dataset 'nbody' has no atoms: set model.input_irreps to '{NBody.input_irreps}'"
+            )
+        return NBodyTask(config)
+    if config.data.dataset == "xyz":
+        if config.model.task != "energy" or config.model.radial != "bessel":
+            raise ConfigError(
+                "data.dataset 'xyz' trains energies and forces: set model.task to 'energy' and "
+                "model.radial to 'bessel'"
+            )
+        return EnergyForceTask(config)
+    return PropertyTask(config)

@@ -1,0 +1,148 @@
+"""The charged N-body system: simulator physics and symmetry, the G+P model, a short training."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segnn.api import DisplacementModel
+from segnn.cli import main
+from segnn.config import ConfigError, load_config
+from segnn.data.nbody import (
+    FullGraphCollate,
+    NBody,
+    generate_dataset,
+    initial_state,
+    potential_energy,
+    simulate,
+)
+from segnn.models import SEGNN
+from segnn.testing import E3Transform, assert_model_equivariant, compare, random_orthogonal
+
+SMALL = {"train": 64, "val": 32, "test": 32}
+
+
+@pytest.fixture(scope="module")
+def nbody_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nbody")
+    generate_dataset(root, seed=0, sizes=SMALL)
+    return root
+
+
+def test_simulator_conserves_energy_without_close_encounters():
+    positions, velocities, charges = initial_state(200, np.random.default_rng(1))
+    x, v = simulate(positions, velocities, charges, 4000, record_every=100)
+    energy = 0.5 * (v**2).sum((-1, -2)) + np.stack([potential_energy(xt, charges) for xt in x])
+    distance = np.linalg.norm(x[:, :, :, None] - x[:, :, None], axis=-1)
+    distance[:, :, range(5), range(5)] = np.inf
+    smooth = distance.min((0, 2, 3)) > 0.3
+    assert smooth.sum() > 40
+    # 3% of the initial kinetic energy (5 particles at speed 0.5: 0.625)
+    assert np.abs(energy - energy[0]).max(0)[smooth].max() < 0.02
+
+
+def test_simulator_is_equivariant():
+    positions, velocities, charges = initial_state(50, np.random.default_rng(2))
+    generator = torch.Generator().manual_seed(0)
+    for reflection in (False, True):
+        rotation = random_orthogonal(reflection, generator=generator).numpy()
+        shift = np.array([0.5, -1.0, 2.0])
+        x, v = simulate(positions, velocities, charges, 1000)
+        x_moved, v_moved = simulate(
+            positions @ rotation.T + shift, velocities @ rotation.T, charges, 1000
+        )
+        assert np.abs(x_moved - (x @ rotation.T + shift)).max() < 1e-8
+        assert np.abs(v_moved - v @ rotation.T).max() < 1e-8
+
+
+def test_dataset_items_and_graph(nbody_root):
+    dataset = NBody("val", nbody_root)
+    assert len(dataset) == 32
+    item = dataset[0]
+    assert item.x.shape == (5, 5) and item.y.shape == (5, 3) and item.charge.shape == (5, 1)
+    assert torch.allclose(item.x[:, 2:], item.vel) and set(item.charge.flatten().tolist()) <= {
+        -1.0,
+        1.0,
+    }
+    batch = FullGraphCollate()([dataset[0], dataset[1]])
+    assert batch.edge_index.shape == (2, 40)
+
+
+def network(velocity_attribute=True, seed=0):
+    torch.manual_seed(seed)
+    config = load_config("configs/nbody.yaml", [f"model.velocity_attribute={velocity_attribute}"])
+    return SEGNN(config.model).double()
+
+
+def as_float64(tensor):
+    return tensor.double() if tensor.is_floating_point() else tensor
+
+
+def with_features(data):
+    """Node inputs rebuilt from the (transformed) velocity and charge: ``|v|, q, v``."""
+    data = data.clone()
+    data.x = torch.cat([data.vel.norm(dim=-1, keepdim=True), data.charge, data.vel], dim=-1)
+    return data
+
+
+@pytest.mark.parametrize("velocity_attribute", [True, False])
+def test_displacement_is_an_equivariant_vector(nbody_root, velocity_attribute):
+    model = network(velocity_attribute)
+    dataset = NBody("test", nbody_root)
+    batch = FullGraphCollate()([dataset[i] for i in range(4)]).apply(as_float64)
+    assert_model_equivariant(
+        lambda data: model(with_features(data)), batch, "1x1o", per_node=True, vector_keys=["vel"]
+    )
+
+
+def test_predicted_positions_follow_translations(nbody_root):
+    model = DisplacementModel(network())
+    dataset = NBody("test", nbody_root)
+    batch = with_features(FullGraphCollate()([dataset[i] for i in range(3)]).apply(as_float64))
+    shifted = batch.clone()
+    shifted.pos = batch.pos + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    compare(
+        model(batch) + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64),
+        model(shifted),
+        "translation",
+    )
+    transform = E3Transform.random(
+        batch, reflection=True, generator=torch.Generator().manual_seed(3)
+    )
+    moved = with_features(transform.apply(batch, vector_keys=["vel"]))
+    expected = (model(batch) @ transform.rotation.T + transform.translation)[transform.permutation]
+    compare(expected, model(moved), "rotoreflection + translation of predicted positions")
+
+
+def test_short_training_decreases_the_loss(nbody_root, tmp_path):
+    overrides = [
+        f"data.root={nbody_root}",
+        "model.hidden_features=16",
+        "model.num_layers=2",
+        "train.epochs=4",
+        "train.batch_size=16",
+        "train.lr=3e-3",
+        f"train.runs_dir={tmp_path}",
+        "train.run_name=nbody",
+    ]
+    arguments = ["train", "--config", "configs/nbody.yaml"]
+    for override in overrides:
+        arguments += ["--set", override]
+    assert main(arguments) == 0
+    run = tmp_path / "nbody"
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_mse"]) < float(rows[0]["val_mse"])
+    results = json.loads((run / "results.json").read_text())
+    assert results["num_test"] == 32 and results["test_mse"] > 0
+    assert (run / "parity_test.png").is_file() and (run / "learning_curves.png").is_file()
+
+
+def test_nbody_config_errors_are_named():
+    with pytest.raises(ConfigError, match="input_irreps"):
+        from segnn.train.tasks import make_task
+
+        make_task(load_config("configs/nbody.yaml", ["model.input_irreps=null"]))
