@@ -116,6 +116,11 @@ def _predict(args: argparse.Namespace) -> int:
     from segnn.data.atoms import read_structures
 
     model = load_model(args.checkpoint)
+    if not hasattr(model, "predict"):
+        raise ValueError(
+            f"{args.checkpoint} is a {model.target['description']} model, which predicts from "
+            "simulated states, not from structure files; use segnn evaluate"
+        )
     for path in args.structures:
         frames = read_structures(path)
         for index, prediction in enumerate(model.predict(frames)):

@@ -146,3 +146,18 @@ def test_nbody_config_errors_are_named():
         from segnn.train.tasks import make_task
 
         make_task(load_config("configs/nbody.yaml", ["model.input_irreps=null"]))
+
+
+def test_predict_refuses_an_nbody_checkpoint(nbody_root, tmp_path, capsys):
+    from segnn.checkpoint import save_checkpoint
+
+    config = load_config("configs/nbody.yaml", [f"data.root={nbody_root}"])
+    model = DisplacementModel(SEGNN(config.model))
+    save_checkpoint(
+        tmp_path / "nbody.pt",
+        {"config": config.to_dict(), "model_state": model.state_dict(), "species": ["H"]},
+    )
+    structure = tmp_path / "water.xyz"
+    structure.write_text("3\n\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n")
+    assert main(["predict", "--checkpoint", str(tmp_path / "nbody.pt"), str(structure)]) == 2
+    assert "segnn evaluate" in capsys.readouterr().err
