@@ -115,3 +115,32 @@ def test_clebsch_gordan_cross_check(group_name):
                                 w = cg.permute(2, 0, 1).reshape(-1)
                                 overlap = float((basis.Q[:, 0] @ w).abs()) / float(w.norm())
                                 assert overlap == pytest.approx(1.0, abs=1e-10)
+
+
+@pytest.mark.parametrize(
+    "group,rep_in,rep_out",
+    [
+        (O(5), lambda g: 2 * V(g), lambda g: T(0, 0, g)),  # the O(5)-invariant regression task
+        (SO(3), lambda g: 5 * T(0, 0, g) + 5 * V(g), lambda g: T(2, 0, g)),  # inertia tensor
+        (O13(), lambda g: 4 * V(g), lambda g: T(0, 0, g)),  # particle scattering
+        (S(4), lambda g: V(g), lambda g: V(g)),
+    ],
+)
+def test_emlp_is_equivariant(group, rep_in, rep_out):
+    from segnn.emlp.nn import EMLP
+
+    torch.manual_seed(0)
+    rep_in, rep_out = rep_in(group), rep_out(group)
+    model = EMLP(rep_in, rep_out, group, channels=64, num_layers=2).double()
+    x = torch.randn(8, rep_in.size, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(1)
+    output = model(x).detach()
+    assert output.abs().max() > 1e-3  # not trivially zero
+    for _ in range(3):
+        g = group.sample(generator, word_length=3)
+        expected = output @ rep_out.rho(g).T
+        actual = model(x @ rep_in.rho(g).T).detach()
+        scale = float(expected.abs().max())
+        assert (expected - actual).abs().max() <= 1e-9 * max(scale, 1.0) * float(
+            rep_in.rho(g).abs().max()
+        )
