@@ -74,9 +74,11 @@ def equivariant_basis(rep: Rep, tolerance: float = 1e-9, min_gap: float = 1e4) -
         basis = EquivariantBasis(rep, torch.eye(rep.size, dtype=torch.float64), 0.0, float("inf"))
         _CACHE[rep] = basis
         return basis
-    # at least `size` rows (every generator contributes a square block): the thin SVD's right
-    # factor is the full [size, size] basis
-    _, singular, right = torch.linalg.svd(constraints, full_matrices=False)
+    # at least `size` rows (every generator contributes a square block). C = Q_c R with
+    # orthonormal Q_c: R has C's singular values and right singular vectors, and its square SVD
+    # converges where LAPACK's tall SVD can fail on many repeated singular values
+    triangular = torch.linalg.qr(constraints, mode="r").R
+    _, singular, right = torch.linalg.svd(triangular)
     largest = float(singular[0]) if len(singular) else 0.0
     if largest == 0.0:
         Q = torch.eye(rep.size, dtype=torch.float64)
