@@ -160,6 +160,38 @@ def plot(results: list[dict], output: Path) -> None:
     plt.close(figure)
 
 
+def solver_timings() -> list[dict]:
+    """Seconds to solve (uncached) the equivariant bases of a few large representations."""
+    from segnn.emlp import Hom
+    from segnn.emlp.solve import _CACHE, equivariant_basis
+
+    cases = [
+        ("T(4) of SO(3)", T(4, 0, SO(3))),
+        ("T(3) of O(1,3)", T(3, 0, O13())),
+        ("T(3) -> T(3) of SO(3)", Hom(T(3, 0, SO(3)), T(3, 0, SO(3)))),
+        ("T(2) -> T(2) of O(5)", Hom(T(2, 0, O(5)), T(2, 0, O(5)))),
+        ("T(2) -> T(2) of O(1,3)", Hom(T(2, 0, O13()), T(2, 0, O13()))),
+    ]
+    rows = []
+    for name, rep in cases:
+        _CACHE.pop(rep, None)
+        started = time.perf_counter()
+        basis = equivariant_basis(rep)
+        rows.append(
+            {
+                "representation": name,
+                "size": rep.size,
+                "basis_dimension": basis.dimension,
+                "seconds": round(time.perf_counter() - started, 3),
+                "rank_gap": basis.largest_dropped / max(basis.smallest_kept, 1e-300),
+            }
+        )
+        print(
+            f"{name:26s} size {rep.size:5d}: dimension {basis.dimension:3d} in {rows[-1]['seconds']:.3f} s"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="JSON results")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of test MSE vs samples")
+    parser.add_argument(
+        "--solver-timings",
+        action="store_true",
+        help="only time the solver on large representations",
+    )
     args = parser.parse_args(argv)
+    if args.solver_timings:
+        rows = solver_timings()
+        if args.output is not None:
+            args.output.write_text(json.dumps(rows, indent=2) + "\n")
+        return 0
     results = []
     for task in args.tasks:
         results += run(task, args.sizes, args.steps, args.seed, args.channels)
