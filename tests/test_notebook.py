@@ -15,7 +15,9 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     display = types.ModuleType("IPython.display")
     display.Image = lambda filename: filename
     display.display = lambda image: print("displayed", image)
-    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: None  # matplotlib asks whether it runs inside IPython
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
     monkeypatch.setitem(sys.modules, "IPython.display", display)
     cells = json.loads(NOTEBOOK.read_text())["cells"]
     namespace = {}
