@@ -16,7 +16,9 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     display.Image = lambda filename: filename
     display.display = lambda image: print("displayed", image)
     ipython = types.ModuleType("IPython")
-    ipython.get_ipython = lambda: None  # matplotlib asks whether it runs inside IPython
+    # matplotlib asks whether it runs inside IPython, and which version
+    ipython.get_ipython = lambda: None
+    ipython.version_info = (9, 0)
     monkeypatch.setitem(sys.modules, "IPython", ipython)
     monkeypatch.setitem(sys.modules, "IPython.display", display)
     cells = json.loads(NOTEBOOK.read_text())["cells"]
