@@ -72,6 +72,18 @@ def initial_state(
     return positions, velocities, charges
 
 
+def _leapfrog(x: np.ndarray, v: np.ndarray, charges: np.ndarray, steps: int, record_every=None):
+    """In place: ``steps`` times ``x += dt v; v += dt F(x)``; the states after every
+    ``record_every`` steps are returned."""
+    recorded = []
+    for step in range(1, steps + 1):
+        x += TIME_STEP * v
+        v += TIME_STEP * coulomb_forces(x, charges)
+        if record_every and step % record_every == 0:
+            recorded.append((x.copy(), v.copy()))
+    return recorded
+
+
 def simulate(
     positions: np.ndarray,
     velocities: np.ndarray,
@@ -79,24 +91,19 @@ def simulate(
     steps: int,
     record_every: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Integrate ``steps`` steps from a state (float64, vectorised over samples).
+    """Integrate ``steps`` steps from an initial state (float64, vectorised over samples).
 
     Returns ``(positions, velocities)`` after the last step, each ``[S, n, 3]``, or with
     ``record_every`` the states after steps ``0, record_every, 2 record_every, ...`` stacked as
-    ``[T, S, n, 3]`` (step 0 is the initial state).
+    ``[T, S, n, 3]`` (step 0 is the initial state after the first velocity kick).
     """
     x, v = positions.astype(np.float64).copy(), velocities.astype(np.float64).copy()
     v += TIME_STEP * coulomb_forces(x, charges)
-    recorded = [(x.copy(), v.copy())] if record_every else []
-    for step in range(1, steps + 1):
-        x += TIME_STEP * v
-        v += TIME_STEP * coulomb_forces(x, charges)
-        if record_every and step % record_every == 0:
-            recorded.append((x.copy(), v.copy()))
+    initial = [(x.copy(), v.copy())]
+    recorded = _leapfrog(x, v, charges, steps, record_every)
     if record_every:
-        return np.stack([state[0] for state in recorded]), np.stack(
-            [state[1] for state in recorded]
-        )
+        states = initial + recorded
+        return np.stack([state[0] for state in states]), np.stack([state[1] for state in states])
     return x, v
 
 
@@ -106,11 +113,8 @@ def generate_split(num_samples: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     positions, velocities, charges = initial_state(num_samples, rng)
     x_input, v_input = simulate(positions, velocities, charges, INPUT_STEP)
-    # continue from the recorded state: the velocity half-step is already in v_input
     x, v = x_input.copy(), v_input.copy()
-    for _ in range(TARGET_STEP - INPUT_STEP):
-        x += TIME_STEP * v
-        v += TIME_STEP * coulomb_forces(x, charges)
+    _leapfrog(x, v, charges, TARGET_STEP - INPUT_STEP)  # continues the same trajectory
     return {
         "positions": x_input,
         "velocities": v_input,

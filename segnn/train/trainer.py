@@ -42,7 +42,6 @@ def new_run_dir(config: Config) -> Path:
         "nbody": "charged",
     }[config.data.dataset]
     name = config.train.run_name or f"{config.data.dataset}_{what}_{time.strftime('%Y%m%d-%H%M%S')}"
-
     run_dir = Path(config.train.runs_dir) / name
     suffix = 1
     while run_dir.exists():
