@@ -128,6 +128,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         )
         self.bias = torch.nn.Parameter(torch.zeros(len(scalar_index)))
         self._cg_cache: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+        self.reference = None  # set by segnn.o3.reference.use_reference_tensor_products
 
     def _coefficients(self, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
         key = (dtype, device)
@@ -141,6 +142,8 @@ class ConditionedTensorProduct(torch.nn.Module):
                 f"tensor product {self.extra_repr()} got features of width {x.shape[-1]} "
                 f"and attributes of width {attr.shape[-1]}"
             )
+        if self.reference is not None:
+            return self.reference(x, attr)
         rows = x.shape[0]
         outputs: list[torch.Tensor | None] = [None] * len(self.irreps_out)
         coefficients = self._coefficients(x.dtype, x.device)

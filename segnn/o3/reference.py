@@ -1,0 +1,75 @@
+"""The reference tensor-product path: e3nn's ``FullyConnectedTensorProduct`` on our weights.
+
+:func:`use_reference_tensor_products` switches every :class:`ConditionedTensorProduct` of a model
+to compute through e3nn (one ``FullyConnectedTensorProduct`` per product, e3nn's own kernels),
+with the *same* parameters, so outputs and gradients can be compared with segnn's own path and
+speed-ups are always measured against it (``scripts/benchmark.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+from segnn.o3.tensor_product import ConditionedTensorProduct
+
+
+class ReferenceTensorProduct(torch.nn.Module):
+    """e3nn's fully connected product with external weights gathered from a
+    :class:`ConditionedTensorProduct`'s parameters (no copy: gradients reach them).
+
+    Shapes as :class:`ConditionedTensorProduct`: ``x [N, in]``, ``a [N, attr]`` → ``[N, out]``.
+    """
+
+    def __init__(self, product: ConditionedTensorProduct):
+        super().__init__()
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # e3nn builds its coefficients in the default dtype
+        try:
+            self.e3nn = o3.FullyConnectedTensorProduct(
+                product.irreps_in,
+                product.irreps_attr,
+                product.irreps_out,
+                internal_weights=False,
+                shared_weights=True,
+            )
+        finally:
+            torch.set_default_dtype(previous)
+        self.product = [product]  # not a submodule: the parameters stay the product's own
+        group_of = {(g.block_in, g.block_out): k for k, g in enumerate(product.groups)}
+        paths_seen: dict[int, int] = {}
+        self.pieces = []  # (group index, path index) per e3nn instruction, in e3nn's order
+        for instruction in self.e3nn.instructions:
+            group = group_of[(instruction.i_in1, instruction.i_out)]
+            self.pieces.append((group, paths_seen.get(group, 0)))
+            paths_seen[group] = paths_seen.get(group, 0) + 1
+
+    def flat_weight(self) -> torch.Tensor:
+        product = self.product[0]
+        pieces = []
+        for group_index, path in self.pieces:
+            group = product.groups[group_index]
+            weight = product.weights[group_index].reshape(
+                group.mul_in, group.num_paths, group.mul_out
+            )
+            pieces.append(weight[:, path, :].reshape(-1))
+        return torch.cat(pieces)
+
+    def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        product = self.product[0]
+        y = self.e3nn.to(dtype=x.dtype, device=x.device)(x, attr, self.flat_weight().to(x.dtype))
+        if product.bias.numel() == 0:
+            return y
+        bias = product.bias.new_zeros(product.out_dim).index_copy(
+            0, product.scalar_index, product.bias
+        )
+        return y + bias
+
+
+def use_reference_tensor_products(model: torch.nn.Module, enabled: bool = True) -> torch.nn.Module:
+    """Route every :class:`ConditionedTensorProduct` in ``model`` through e3nn (``enabled``) or
+    back through segnn's own path. Returns ``model``."""
+    products = [module for module in model.modules() if isinstance(module, ConditionedTensorProduct)]
+    for product in products:
+        product.reference = ReferenceTensorProduct(product) if enabled else None
+    return model
