@@ -79,19 +79,9 @@ class ModelConfig:
             raise ConfigError(
                 f"model.lmax_attr and model.lmax_hidden must be >= 0, got {self.lmax_attr}, {self.lmax_hidden}"
             )
-        try:
-            o3.Irreps(self.output_irreps)
-        except (ValueError, AssertionError):
-            raise ConfigError(
-                f"model.output_irreps {self.output_irreps!r} is not valid irreps, e.g. '1x0e'"
-            ) from None
+        _require_irreps("model.output_irreps", self.output_irreps, "1x0e")
         if self.input_irreps is not None:
-            try:
-                o3.Irreps(self.input_irreps)
-            except (ValueError, AssertionError):
-                raise ConfigError(
-                    f"model.input_irreps {self.input_irreps!r} is not valid irreps, e.g. '2x0e + 1x1o'"
-                ) from None
+            _require_irreps("model.input_irreps", self.input_irreps, "2x0e + 1x1o")
         if self.task == "energy" and o3.Irreps(self.output_irreps) != o3.Irreps("1x0e"):
             raise ConfigError(
                 f"model.task 'energy' predicts one scalar per atom: model.output_irreps must be "
@@ -186,6 +176,15 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _require_irreps(key: str, value: str, example: str) -> None:
+    from e3nn import o3
+
+    try:
+        o3.Irreps(value)
+    except (ValueError, AssertionError):
+        raise ConfigError(f"{key} {value!r} is not valid irreps, e.g. {example!r}") from None
 
 
 def _require_positive(key: str, value: float) -> None:
