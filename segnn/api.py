@@ -68,6 +68,35 @@ class _AtomisticModel(torch.nn.Module):
         for start in range(0, len(graphs), batch_size):
             yield self.collate(graphs[start : start + batch_size]).to(parameter.device)
 
+    def predicted_values(self, batch: Batch) -> torch.Tensor:
+        """``[num_graphs]`` predictions in ``target["unit"]``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, atoms: Atoms | Sequence[Atoms], batch_size: int = 64) -> list[Prediction]:
+        """Predict ``target`` for one molecule or a list of them (any ``ase.Atoms``).
+
+        Raises ``ValueError`` naming the element when a molecule holds a species the model was
+        not trained on, and for empty structures or non-finite coordinates.
+        """
+        molecules = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+        self.eval()
+        values = [
+            value
+            for batch in self.batches(molecules, batch_size)
+            for value in self.predicted_values(batch).tolist()
+        ]
+        return [
+            Prediction(
+                molecule.get_chemical_formula(),
+                self.target["name"],
+                value,
+                self.target["unit"],
+                self.target["description"],
+            )
+            for molecule, value in zip(molecules, values)
+        ]
+
 
 class PropertyModel(_AtomisticModel):
     """A :class:`SEGNN` that predicts one molecular property in physical units.
@@ -99,28 +128,8 @@ class PropertyModel(_AtomisticModel):
         """``[num_graphs]`` predictions (float64) in ``target["unit"]``."""
         return self.reference(batch) + self.mean + self.mad * self.normalized(batch).double()
 
-    @torch.no_grad()
-    def predict(self, atoms: Atoms | Sequence[Atoms], batch_size: int = 64) -> list[Prediction]:
-        """Predict the property of one molecule or a list of them (any ``ase.Atoms``).
-
-        Raises ``ValueError`` naming the element when a molecule holds a species the model was
-        not trained on, and for empty structures or non-finite coordinates.
-        """
-        molecules = [atoms] if isinstance(atoms, Atoms) else list(atoms)
-        self.eval()
-        values = [
-            value for batch in self.batches(molecules, batch_size) for value in self(batch).tolist()
-        ]
-        return [
-            Prediction(
-                molecule.get_chemical_formula(),
-                self.target["name"],
-                value,
-                self.target["unit"],
-                self.target["description"],
-            )
-            for molecule, value in zip(molecules, values)
-        ]
+    def predicted_values(self, batch: Batch) -> torch.Tensor:
+        return self(batch)
 
 
 class EnergyModel(_AtomisticModel):
@@ -175,20 +184,9 @@ class EnergyModel(_AtomisticModel):
             result["forces"] = (self.scale.to(force.dtype) * force).detach()
         return result
 
-    def predict(self, atoms: Atoms | Sequence[Atoms], batch_size: int = 64) -> list[Prediction]:
-        """Potential energies of one molecule or a list of them (eV); forces: use
-        :class:`segnn.SEGNNCalculator` or :meth:`forward`."""
-        molecules = [atoms] if isinstance(atoms, Atoms) else list(atoms)
-        self.eval()
-        values = [
-            value
-            for batch in self.batches(molecules, batch_size)
-            for value in self(batch, forces=False)["energy"].tolist()
-        ]
-        return [
-            Prediction(molecule.get_chemical_formula(), "energy", value, "eV", "potential energy")
-            for molecule, value in zip(molecules, values)
-        ]
+    def predicted_values(self, batch: Batch) -> torch.Tensor:
+        """Potential energies (eV); forces: :class:`segnn.SEGNNCalculator` or :meth:`forward`."""
+        return self(batch, forces=False)["energy"]
 
 
 class DisplacementModel(torch.nn.Module):
