@@ -69,7 +69,9 @@ class ReferenceTensorProduct(torch.nn.Module):
 def use_reference_tensor_products(model: torch.nn.Module, enabled: bool = True) -> torch.nn.Module:
     """Route every :class:`ConditionedTensorProduct` in ``model`` through e3nn (``enabled``) or
     back through segnn's own path. Returns ``model``."""
-    products = [module for module in model.modules() if isinstance(module, ConditionedTensorProduct)]
+    products = [
+        module for module in model.modules() if isinstance(module, ConditionedTensorProduct)
+    ]
     for product in products:
         product.reference = ReferenceTensorProduct(product) if enabled else None
     return model
