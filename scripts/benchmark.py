@@ -34,6 +34,8 @@ from segnn.data.nbody import FullGraphCollate, NBody
 from segnn.o3.reference import use_reference_tensor_products
 from segnn.train.tasks import make_task
 
+BACKENDS = ("e3nn", "segnn")  # the reference path first
+
 
 def _timed(function, repeats: int, warmup: int, device: torch.device) -> list[float]:
     for _ in range(warmup):
@@ -82,30 +84,49 @@ def benchmark_nbody(device: torch.device, repeats: int, warmup: int) -> dict:
     }
 
 
-def _qm9_backend(task, batches, backend: str, lr: float, device, repeats: int, warmup: int) -> dict:
-    """Training step and inference throughputs of one tensor-product backend."""
-    torch.manual_seed(0)
-    model = task.build_model().to(device)
-    use_reference_tensor_products(model, enabled=backend == "e3nn")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+def _interleaved(functions: dict, repeats: int, warmup: int, device) -> dict[str, float]:
+    """Median seconds of each function, timed in turns (A, B, A, B, ...) so that drifts of a
+    shared machine's speed hit every backend alike."""
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            times[name] += _timed(function, 1, 0, device)
+    return {name: statistics.median(values) for name, values in times.items()}
 
-    def train_step():
-        loss = task.loss(model, batches[128])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
-    model.train()
-    step = statistics.median(_timed(train_step, repeats, warmup, device))
-    result = {
-        f"{backend}_train_step_ms": 1000 * step,
-        f"{backend}_train_molecules_per_s": 128 / step,
-    }
-    model.eval()
-    with torch.no_grad():
-        for size in (128, 1024):
-            forward = functools.partial(model, batches[size])
-            seconds = statistics.median(_timed(forward, repeats, min(warmup, 1), device))
+def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -> dict:
+    """Training-step and inference throughputs of each tensor-product backend (same weights)."""
+    steps, forwards = {}, {}
+    for backend in BACKENDS:
+        torch.manual_seed(0)
+        model = task.build_model().to(device)
+        use_reference_tensor_products(model, enabled=backend == "e3nn")
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+        def train_step(model=model, optimizer=optimizer):
+            model.train()
+            loss = task.loss(model, batches[128])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        @torch.no_grad()
+        def forward(size, model=model):
+            model.eval()
+            model(batches[size])
+
+        steps[backend] = train_step
+        forwards[backend] = forward
+    result = {}
+    for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
+        result[f"{backend}_train_step_ms"] = 1000 * seconds
+        result[f"{backend}_train_molecules_per_s"] = 128 / seconds
+    for size in (128, 1024):
+        calls = {b: functools.partial(forward, size) for b, forward in forwards.items()}
+        for backend, seconds in _interleaved(calls, repeats, min(warmup, 1), device).items():
             result[f"{backend}_inference_molecules_per_s_batch_{size}"] = size / seconds
     return result
 
@@ -123,10 +144,7 @@ def benchmark_qm9(device: torch.device, repeats: int, warmup: int) -> dict:
         "atoms_per_batch_128": int(batches[128].num_nodes),
         "edges_per_batch_128": int(batches[128].edge_index.shape[1]),
     }
-    for backend in ("e3nn", "segnn"):
-        result.update(
-            _qm9_backend(task, batches, backend, config.train.lr, device, repeats, warmup)
-        )
+    result.update(_qm9_backends(task, batches, config.train.lr, device, repeats, warmup))
     result["train_speedup_segnn_over_e3nn"] = (
         result["segnn_train_molecules_per_s"] / result["e3nn_train_molecules_per_s"]
     )

@@ -94,7 +94,9 @@ def test_checkpoint_round_trip_and_predict(trained_run):
     again = segnn.load_model(trained_run / "best.pt").predict(
         [molecule("CH3CH2OH"), molecule("CH4")]
     )
-    assert again[0].value == prediction.value and len(again) == 2
+    # a molecule's prediction does not depend on its batch-mates (up to float32 rounding: the
+    # matmul kernels a CPU picks depend on the batch's size)
+    assert again[0].value == pytest.approx(prediction.value, rel=1e-6) and len(again) == 2
 
 
 def test_predictions_invariant_to_rotation_reflection_translation_permutation(trained_run):

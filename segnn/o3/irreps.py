@@ -65,20 +65,21 @@ class IrrepsConcat(torch.nn.Module):
     def __init__(self, irreps_list: Sequence[o3.Irreps | str]):
         super().__init__()
         irreps_list = [o3.Irreps(irreps) for irreps in irreps_list]
-        blocks = []  # (irrep, first column, multiplicity) over the concatenated input
-        offset = 0
-        for irreps in irreps_list:
-            for mul, ir in irreps:
-                blocks.append((ir, offset, mul))
-                offset += mul * ir.dim
-        order = sorted(range(len(blocks)), key=lambda i: (blocks[i][0], i))
-        columns = []
-        for i in order:
-            ir, start, mul = blocks[i]
-            columns.append(torch.arange(start, start + mul * ir.dim))
+        blocks = []  # (irrep, input index, first column, multiplicity)
+        for index, irreps in enumerate(irreps_list):
+            for (mul, ir), columns in zip(irreps, irreps.slices()):
+                blocks.append((ir, index, columns.start, mul))
+        blocks.sort(key=lambda block: block[:2])  # stable: inputs keep their order per irrep
         self.irreps_in = irreps_list
-        self.irreps_out = o3.Irreps([(blocks[i][2], blocks[i][0]) for i in order]).simplify()
-        self.register_buffer("index", torch.cat(columns), persistent=False)
+        self.irreps_out = o3.Irreps([(mul, ir) for ir, _, _, mul in blocks]).simplify()
+        # column ranges (input, start, width) in output order: a concatenation of slices, whose
+        # backward is cheap (a column gather and its scatter-add are not, on a CPU)
+        self.pieces = [(index, start, mul * ir.dim) for ir, index, start, mul in blocks if mul]
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
-        return torch.cat(features, dim=-1).index_select(-1, self.index)
+        if len(features) != len(self.irreps_in):
+            raise ValueError(f"expected {len(self.irreps_in)} inputs, got {len(features)}")
+        return torch.cat(
+            [features[index].narrow(-1, start, width) for index, start, width in self.pieces],
+            dim=-1,
+        )

@@ -16,6 +16,21 @@ Frobenius norm scaled by ``sqrt(d_out / fan_in)`` where ``fan_in`` counts the in
 reaching an output irrep, and unit-normal weights, so unit-variance inputs give unit-variance
 outputs at initialisation. The coefficients are kept in float64 and cast to the input's dtype
 on use, so a model moved between float32 and float64 keeps exact coefficients.
+
+Evaluation order. Channel mixing and Clebsch-Gordan coupling commute, so the weights go first,
+where the matrices are wide (few large operations per irrep *type*, none per path):
+
+1. *Mix* — for each input irrep type ``l_in`` (all its blocks, ``U`` channels), one matmul
+   ``[rows * d_in, U] @ [U, C]`` applies the weights of every path leaving it at once
+   (``C`` = Σ over paths of the output channels).
+2. *Couple* — for each output irrep type ``l_out``, the attribute is contracted with the stacked
+   Clebsch-Gordan blocks of every path reaching it, ``A = a @ G`` (``[rows, d_out, J]``,
+   ``J`` = Σ paths × ``d_in``), and one batched matmul ``A @ B`` with the mixed features of
+   those paths (``B [rows, J, W]``) gives every output block of that type.
+
+Mixing before coupling keeps every matmul's output ``C`` wide: mixing after coupling would
+end in ``[rows * d_out, R] @ [R, W]`` products with ``W`` as small as the number of ``l = 2``
+channels, which run 5-10x below a CPU's matmul speed (``scripts/benchmark.py qm9``).
 """
 
 from __future__ import annotations
@@ -27,50 +42,47 @@ from e3nn import o3
 
 
 class PathGroup(NamedTuple):
-    """All paths from one input block to one output block (one per attribute copy coupling them)."""
+    """All paths from one input block to one output block (one per attribute copy coupling them);
+    its weight is ``[mul_in * num_paths, mul_out]``, rows ordered (input channel, path)."""
 
     block_in: int
     block_out: int
-    start: int  # first column of the input block
     mul_in: int
-    dim_in: int
     mul_out: int
-    dim_out: int
     num_paths: int
 
 
-def _path_groups(
-    irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps
-) -> list[tuple[PathGroup, torch.Tensor]]:
-    """Each group with its stacked float64 CG tensor ``[dim_in, attr.dim, num_paths * dim_out]``."""
-    groups = []
-    for block_out, (mul_out, ir_out) in enumerate(irreps_out):
-        for block_in, ((mul_in, ir_in), columns) in enumerate(zip(irreps_in, irreps_in.slices())):
-            if mul_in == 0 or mul_out == 0:
-                continue
-            slots = []
-            for (mul_attr, ir_attr), attr_columns in zip(irreps_attr, irreps_attr.slices()):
-                if ir_out not in ir_in * ir_attr:
-                    continue
-                coefficients = o3.wigner_3j(ir_in.l, ir_attr.l, ir_out.l, dtype=torch.float64)
-                for copy in range(mul_attr):
-                    slot = torch.zeros(ir_in.dim, irreps_attr.dim, ir_out.dim, dtype=torch.float64)
-                    first = attr_columns.start + copy * ir_attr.dim
-                    slot[:, first : first + ir_attr.dim] = coefficients
-                    slots.append(slot)
-            if slots:
-                group = PathGroup(
-                    block_in,
-                    block_out,
-                    columns.start,
-                    mul_in,
-                    ir_in.dim,
-                    mul_out,
-                    ir_out.dim,
-                    len(slots),
-                )
-                groups.append((group, torch.cat(slots, dim=2)))
-    return groups
+class _Blocks(NamedTuple):
+    """The blocks of one irrep type: their indices, first columns and multiplicities."""
+
+    ir: o3.Irrep
+    indices: list[int]
+    starts: list[int]
+    muls: list[int]
+
+
+def _blocks_by_type(irreps: o3.Irreps) -> list[_Blocks]:
+    types: dict[o3.Irrep, _Blocks] = {}
+    for index, ((mul, ir), columns) in enumerate(zip(irreps, irreps.slices())):
+        if mul > 0:
+            blocks = types.setdefault(ir, _Blocks(ir, [], [], []))
+            blocks.indices.append(index)
+            blocks.starts.append(columns.start)
+            blocks.muls.append(mul)
+    return list(types.values())
+
+
+def _attribute_slots(
+    irreps_attr: o3.Irreps, ir_in: o3.Irrep, ir_out: o3.Irrep
+) -> list[tuple[int, o3.Irrep]]:
+    """``(first column, irrep)`` of every attribute copy coupling ``ir_in`` to ``ir_out``: the
+    paths between the two types."""
+    return [
+        (columns.start + copy * ir_attr.dim, ir_attr)
+        for (mul, ir_attr), columns in zip(irreps_attr, irreps_attr.slices())
+        if ir_out in ir_in * ir_attr
+        for copy in range(mul)
+    ]
 
 
 class ConditionedTensorProduct(torch.nn.Module):
@@ -103,19 +115,45 @@ class ConditionedTensorProduct(torch.nn.Module):
             self.irreps_attr.dim,
             self.irreps_out.dim,
         )
-
-        groups = _path_groups(self.irreps_in, self.irreps_attr, self.irreps_out)
-        self.groups = [group for group, _ in groups]
-        self._cg64 = [cg for _, cg in groups]
+        self._inputs = _blocks_by_type(self.irreps_in)
+        self._outputs = [
+            out
+            for out in _blocks_by_type(self.irreps_out)
+            if any(_attribute_slots(self.irreps_attr, i.ir, out.ir) for i in self._inputs)
+        ]
+        # _slots[i][o]: the paths from input type i to (reachable) output type o
+        self._slots = [
+            [_attribute_slots(self.irreps_attr, inputs.ir, out.ir) for out in self._outputs]
+            for inputs in self._inputs
+        ]
+        self.groups = [
+            PathGroup(block_in, block_out, mul_in, mul_out, len(self._slots[i][o]))
+            for o, out in enumerate(self._outputs)
+            for block_out, mul_out in zip(out.indices, out.muls)
+            for i, inputs in enumerate(self._inputs)
+            if self._slots[i][o]
+            for block_in, mul_in in zip(inputs.indices, inputs.muls)
+        ]
+        self.groups.sort(key=lambda group: (group.block_out, group.block_in))
+        self._group_index = {(g.block_in, g.block_out): k for k, g in enumerate(self.groups)}
         self.num_paths = sum(group.num_paths for group in self.groups)
-        fan_in = [0] * len(self.irreps_out)
-        for group in self.groups:
-            fan_in[group.block_out] += group.mul_in * group.num_paths
-        self._scales = [(group.dim_out / fan_in[group.block_out]) ** 0.5 for group in self.groups]
         self.weights = torch.nn.ParameterList(
             torch.nn.Parameter(torch.randn(group.mul_in * group.num_paths, group.mul_out))
             for group in self.groups
         )
+        self._scales = [
+            (out.ir.dim / sum(sum(i.muls) * len(s[o]) for i, s in zip(self._inputs, self._slots)))
+            ** 0.5
+            for o, out in enumerate(self._outputs)
+        ]
+        self._couplings64 = [self._coupling(o) for o in range(len(self._outputs))]
+        # per output type, the width of each input type's share of J (see _coupling)
+        self._widths = [
+            [inputs.ir.dim * len(slots[o]) for inputs, slots in zip(self._inputs, self._slots)]
+            for o in range(len(self._outputs))
+        ]
+        self._scalar_outputs = [o for o, out in enumerate(self._outputs) if out.ir.dim == 1]
+        self._vector_outputs = [o for o, out in enumerate(self._outputs) if out.ir.dim > 1]
 
         scalar_index = [
             column
@@ -130,11 +168,50 @@ class ConditionedTensorProduct(torch.nn.Module):
         self._cg_cache: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
         self.reference = None  # set by segnn.o3.reference.use_reference_tensor_products
 
+    def _coupling(self, o: int) -> torch.Tensor:
+        """``G [attr_dim, d_out * J]`` (float64) for output type ``o``: ``(a @ G)`` viewed
+        ``[rows, d_out, J]`` couples the mixed features of every path reaching ``o``, with
+        ``J`` ordered (input type, input component, path) as :meth:`forward` lays them out."""
+        d_out = self._outputs[o].ir.dim
+        blocks = []
+        for inputs, slots in zip(self._inputs, self._slots):
+            block = torch.zeros(
+                self.attr_dim, d_out, inputs.ir.dim, len(slots[o]), dtype=torch.float64
+            )
+            for path, (first, ir_attr) in enumerate(slots[o]):
+                cg = o3.wigner_3j(
+                    inputs.ir.l, ir_attr.l, self._outputs[o].ir.l, dtype=torch.float64
+                )
+                block[first : first + ir_attr.dim, :, :, path] = cg.permute(1, 2, 0)
+            blocks.append(block.flatten(2))
+        return torch.cat(blocks, dim=2).reshape(self.attr_dim, -1)
+
     def _coefficients(self, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
         key = (dtype, device)
         if key not in self._cg_cache:
-            self._cg_cache[key] = [cg.to(device=device, dtype=dtype) for cg in self._cg64]
+            self._cg_cache[key] = [c.to(device=device, dtype=dtype) for c in self._couplings64]
         return self._cg_cache[key]
+
+    def _path_weights(self, i: int, o: int) -> torch.Tensor:
+        """``[U, paths, W]``: the scaled weights of every path from input type ``i`` (channels
+        block after block) to output type ``o`` (channels block after block)."""
+        inputs, out, paths = self._inputs[i], self._outputs[o], len(self._slots[i][o])
+        weight = torch.cat(
+            [
+                torch.cat(
+                    [
+                        self.weights[self._group_index[block_in, block_out]].view(
+                            mul_in, paths, mul_out
+                        )
+                        for block_out, mul_out in zip(out.indices, out.muls)
+                    ],
+                    dim=2,
+                )
+                for block_in, mul_in in zip(inputs.indices, inputs.muls)
+            ],
+            dim=0,
+        )
+        return weight * self._scales[o]
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_dim or attr.shape[-1] != self.attr_dim:
@@ -145,28 +222,73 @@ class ConditionedTensorProduct(torch.nn.Module):
         if self.reference is not None:
             return self.reference(x, attr)
         rows = x.shape[0]
-        outputs: list[torch.Tensor | None] = [None] * len(self.irreps_out)
-        coefficients = self._coefficients(x.dtype, x.device)
-        for group, cg, weight, scale in zip(self.groups, coefficients, self.weights, self._scales):
-            block = x[:, group.start : group.start + group.mul_in * group.dim_in]
-            conditioned = torch.einsum("nj,ijk->nik", attr, cg)  # [rows, dim_in, paths * dim_out]
-            coupled = torch.bmm(block.reshape(rows, group.mul_in, group.dim_in), conditioned)
-            # [rows, mul_in * paths, dim_out]: rows ordered (channel, path) like the weight's rows
-            coupled = coupled.reshape(rows, group.mul_in * group.num_paths, group.dim_out)
-            mixed = torch.einsum("nuk,uw->nwk", coupled, weight * scale)
-            mixed = mixed.reshape(rows, group.mul_out * group.dim_out)
-            previous = outputs[group.block_out]
-            outputs[group.block_out] = mixed if previous is None else previous + mixed
+        features = [  # per input type: [rows, d_in, U]
+            torch.cat(
+                [
+                    x[:, start : start + mul * inputs.ir.dim]
+                    .view(rows, mul, inputs.ir.dim)
+                    .transpose(1, 2)
+                    for start, mul in zip(inputs.starts, inputs.muls)
+                ],
+                dim=2,
+            )
+            for inputs in self._inputs
+        ]
+        couplings = self._coefficients(x.dtype, x.device)
+        blocks: dict[int, torch.Tensor] = {}
+        for o in self._scalar_outputs:
+            blocks.update(self._scalar_output(o, features, attr @ couplings[o]))
+        # weights first: per input type one matmul over the paths to every non-scalar output,
+        # [rows, d_in, C] with columns (output type, path, channel), then split (not sliced:
+        # the backward of a split is one concatenation, not a zero-filled scatter per slice)
+        parts = []
+        for i, feature in enumerate(features):
+            paths = [self._path_weights(i, o) for o in self._vector_outputs if self._slots[i][o]]
+            if paths:
+                mixed = feature @ torch.cat([p.flatten(1) for p in paths], dim=1)
+                parts.append(iter(mixed.split([p[0].numel() for p in paths], dim=2)))
+            else:
+                parts.append(iter(()))
+        for o in self._vector_outputs:
+            out = self._outputs[o]
+            laid_out = [  # [rows, d_in * paths, W] per input type reaching o
+                next(part).reshape(rows, width, sum(out.muls))
+                for part, width in zip(parts, self._widths[o])
+                if width
+            ]
+            mixed = laid_out[0] if len(laid_out) == 1 else torch.cat(laid_out, dim=1)
+            conditioned = (attr @ couplings[o]).view(rows, out.ir.dim, sum(self._widths[o]))
+            result = torch.bmm(conditioned, mixed).transpose(1, 2)  # [rows, W, d_out]
+            for block, part in zip(out.indices, result.split(out.muls, dim=1)):
+                blocks[block] = part.reshape(rows, part.shape[1] * out.ir.dim)
         y = torch.cat(
             [
-                x.new_zeros(rows, mul * ir.dim) if out is None else out
-                for out, (mul, ir) in zip(outputs, self.irreps_out)
+                blocks[block] if block in blocks else x.new_zeros(rows, mul * ir.dim)
+                for block, (mul, ir) in enumerate(self.irreps_out)
             ],
             dim=-1,
         )
         if self.bias.numel() == 0:
             return y
         return y + self.bias.new_zeros(self.out_dim).index_copy(0, self.scalar_index, self.bias)
+
+    def _scalar_output(
+        self, o: int, features: list[torch.Tensor], conditioned: torch.Tensor
+    ) -> dict[int, torch.Tensor]:
+        """Output type ``o`` of dimension 1, coupling first: the coupling is a dot product over
+        the input components (``[rows, paths, U]`` per input type, elementwise), then one
+        matmul with all the paths' weights stacked, ``[rows, R] @ [R, W]``, ``W`` wide (the
+        scalars and the gates). ``conditioned``: ``[rows, J]``, J ordered as :meth:`_coupling`."""
+        rows, coupled, weights = conditioned.shape[0], [], []
+        for i, (feature, j) in enumerate(zip(features, conditioned.split(self._widths[o], 1))):
+            paths = len(self._slots[i][o])
+            if paths:
+                a = j.view(rows, self._inputs[i].ir.dim, paths, 1)
+                coupled.append((a * feature.unsqueeze(2)).sum(1).flatten(1))
+                weights.append(self._path_weights(i, o).transpose(0, 1).flatten(0, 1))
+        result = torch.cat(coupled, dim=1) @ torch.cat(weights, dim=0)  # [rows, W]
+        out = self._outputs[o]
+        return dict(zip(out.indices, result.split(out.muls, dim=1)))
 
     def extra_repr(self) -> str:
         return f"{self.irreps_in} ⊗ {self.irreps_attr} → {self.irreps_out}, {self.num_paths} paths"
