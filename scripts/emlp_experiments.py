@@ -161,9 +161,9 @@ def plot(results: list[dict], output: Path) -> None:
 
 
 def solver_timings() -> list[dict]:
-    """Seconds to solve (uncached) the equivariant bases of a few large representations."""
+    """Seconds to solve (uncached) equivariant bases, dense and matrix-free side by side."""
     from segnn.emlp import Hom
-    from segnn.emlp.solve import _CACHE, equivariant_basis
+    from segnn.emlp.solve import _CACHE, DENSE_LIMIT, equivariant_basis
 
     cases = [
         ("T(4) of SO(3)", T(4, 0, SO(3))),
@@ -171,24 +171,33 @@ def solver_timings() -> list[dict]:
         ("T(3) -> T(3) of SO(3)", Hom(T(3, 0, SO(3)), T(3, 0, SO(3)))),
         ("T(2) -> T(2) of O(5)", Hom(T(2, 0, O(5)), T(2, 0, O(5)))),
         ("T(2) -> T(2) of O(1,3)", Hom(T(2, 0, O13()), T(2, 0, O13()))),
+        ("T(3) -> T(3) of O(1,3)", Hom(T(3, 0, O13()), T(3, 0, O13()))),
+        ("T(4) -> T(4) of SO(3)", Hom(T(4, 0, SO(3)), T(4, 0, SO(3)))),
+        ("T(4) -> T(4) of O(3)", Hom(T(4, 0, O(3)), T(4, 0, O(3)))),
     ]
     rows = []
     for name, rep in cases:
-        _CACHE.pop(rep, None)
-        started = time.perf_counter()
-        basis = equivariant_basis(rep)
-        rows.append(
-            {
-                "representation": name,
-                "size": rep.size,
-                "basis_dimension": basis.dimension,
-                "seconds": round(time.perf_counter() - started, 3),
-                "rank_gap": basis.largest_dropped / max(basis.smallest_kept, 1e-300),
-            }
-        )
-        print(
-            f"{name:26s} size {rep.size:5d}: dimension {basis.dimension:3d} in {rows[-1]['seconds']:.3f} s"
-        )
+        for method in ("dense", "iterative"):
+            row = {"representation": name, "size": rep.size, "method": method}
+            if method == "dense" and rep.size > DENSE_LIMIT:
+                continue
+            _CACHE.clear()
+            started = time.perf_counter()
+            try:
+                basis = equivariant_basis(rep, method=method)
+            except torch.linalg.LinAlgError:
+                row["result"] = "LAPACK SVD did not converge"
+            else:
+                row["basis_dimension"] = basis.dimension
+                row["rank_gap"] = basis.largest_dropped / max(basis.smallest_kept, 1e-300)
+            row["seconds"] = round(time.perf_counter() - started, 3)
+            rows.append(row)
+            print(
+                f"{name:26s} size {rep.size:5d} {method:9s}: "
+                f"dimension {row.get('basis_dimension', '-')!s:>3} in {row['seconds']:.3f} s "
+                f"{row.get('result', '')}",
+                flush=True,
+            )
     return rows
 
 

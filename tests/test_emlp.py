@@ -144,3 +144,65 @@ def test_emlp_is_equivariant(group, rep_in, rep_out):
         assert (expected - actual).abs().max() <= 1e-9 * max(scale, 1.0) * float(
             rep_in.rho(g).abs().max()
         )
+
+
+# --- the matrix-free solver ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rep",
+    [
+        (2 * V(O13()) + T(2, 0, O13())) * T(0, 1, O13()) + V(O13()),
+        Hom(T(1, 1, SO13()), T(2, 0, SO13())).dual(),
+        Hom(2 * V(S(4)) + T(0, 0, S(4)), T(2, 0, S(4))),
+    ],
+    ids=["lorentz-sum-tensor", "lorentz-dual", "permutation-hom"],
+)
+def test_matrix_free_action_equals_the_formed_matrices(rep):
+    generator = torch.Generator().manual_seed(1)
+    v = torch.randn(rep.size, 3, dtype=torch.float64, generator=generator)
+    g = rep.group.sample(generator)
+    formed = rep.rho(g) @ v  # the dense path inverts whole matrices for duals: rounding ~1e-11
+    assert (rep.act(g, v) - formed).abs().max() <= 1e-10 * float(formed.abs().max())
+    for A in rep.group.lie:
+        assert (rep.act_lie(A, v) - rep.drho(A) @ v).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize(
+    "rep",
+    [
+        Hom(T(2, 0, S(4)), T(2, 0, S(4))),
+        Hom(V(Z(6)), V(Z(6))),
+        T(3, 0, O(3)),
+        T(4, 0, SO(3)),
+        Hom(T(2, 0, SO13()), T(2, 0, SO13())),
+        T(2, 0, SO(3)) + V(SO(3)) + T(2, 0, SO(3)),
+    ],
+    ids=["S4-T2", "Z6", "O3-T3", "SO3-T4", "SO13-T2", "sum"],
+)
+def test_iterative_solver_finds_the_dense_subspace(rep):
+    dense = equivariant_basis(rep, method="dense")
+    iterative = equivariant_basis(rep, method="iterative")
+    assert iterative.method == "iterative" and iterative.dimension == dense.dimension
+    # same subspace: equal orthogonal projectors
+    projector = iterative.Q @ iterative.Q.T - dense.Q @ dense.Q.T
+    assert projector.abs().max() <= 1e-10
+    assert iterative.largest_dropped >= 1e4 * iterative.smallest_kept
+
+
+def test_iterative_solver_beyond_the_dense_limit_is_exact():
+    """Hom(T(4), T(4)) of SO(3): 6,561 dimensions, never formed; its invariants number the
+    Riordan number R_8 = 91."""
+    rep = Hom(T(4, 0, SO(3)), T(4, 0, SO(3)))
+    basis = equivariant_basis(rep)  # auto: beyond DENSE_LIMIT
+    assert basis.method == "iterative" and basis.dimension == 91
+    assert torch.allclose(basis.Q.T @ basis.Q, torch.eye(91, dtype=torch.float64), atol=1e-12)
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        g = rep.group.sample(generator)
+        assert (rep.act(g, basis.Q) - basis.Q).abs().max() <= 1e-8
+
+
+def test_solver_rejects_an_unknown_method():
+    with pytest.raises(ValueError, match="dense or iterative"):
+        equivariant_basis(V(SO(3)), method="lanczos")

@@ -35,6 +35,15 @@ class Rep:
         """``[size, size]`` matrix of the Lie-algebra element ``A [d, d]``."""
         raise NotImplementedError
 
+    def act(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``ρ(g) v`` for ``v [size, m]``; sums and tensor products apply it factor by factor
+        without forming ``ρ(g)`` (the matrix-free solver relies on this)."""
+        return self.rho(g) @ v
+
+    def act_lie(self, A: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``dρ(A) v`` for ``v [size, m]``, matrix-free like :meth:`act`."""
+        return self.drho(A) @ v
+
     def dual(self) -> Rep:
         return DualRep(self)
 
@@ -121,6 +130,22 @@ class DualRep(Rep):
     def dual(self) -> Rep:
         return self.rep
 
+    def _distributed(self) -> Rep | None:
+        """``(A ⊗ B)* = A* ⊗ B*`` and ``(A ⊕ B)* = A* ⊕ B*``, for matrix-free action."""
+        if isinstance(self.rep, TensorRep):
+            return TensorRep(self.rep.first.dual(), self.rep.second.dual())
+        if isinstance(self.rep, SumRep):
+            return SumRep([rep.dual() for rep in self.rep.reps])
+        return None
+
+    def act(self, g, v):
+        distributed = self._distributed()
+        return super().act(g, v) if distributed is None else distributed.act(g, v)
+
+    def act_lie(self, A, v):
+        distributed = self._distributed()
+        return super().act_lie(A, v) if distributed is None else distributed.act_lie(A, v)
+
     def __repr__(self) -> str:
         return f"{self.rep!r}*" if isinstance(self.rep, (Vector, Trivial)) else f"({self.rep!r})*"
 
@@ -137,6 +162,14 @@ class SumRep(Rep):
 
     def drho(self, A):
         return torch.block_diag(*(rep.drho(A) for rep in self.reps))
+
+    def act(self, g, v):
+        parts = v.split([rep.size for rep in self.reps])
+        return torch.cat([rep.act(g, part) for rep, part in zip(self.reps, parts)])
+
+    def act_lie(self, A, v):
+        parts = v.split([rep.size for rep in self.reps])
+        return torch.cat([rep.act_lie(A, part) for rep, part in zip(self.reps, parts)])
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
@@ -159,6 +192,25 @@ class TensorRep(Rep):
         eye_second = torch.eye(self.second.size, dtype=A.dtype)
         return torch.kron(self.first.drho(A), eye_second) + torch.kron(
             eye_first, self.second.drho(A)
+        )
+
+    def _on_first(self, function, v: torch.Tensor) -> torch.Tensor:
+        """Apply ``function`` (acting on ``[first.size, m']``) to the first factor of ``v``."""
+        m = v.shape[1]
+        return function(v.reshape(self.first.size, self.second.size * m)).reshape(self.size, m)
+
+    def _on_second(self, function, v: torch.Tensor) -> torch.Tensor:
+        a, b, m = self.first.size, self.second.size, v.shape[1]
+        x = v.reshape(a, b, m).transpose(0, 1).reshape(b, a * m)
+        return function(x).reshape(b, a, m).transpose(0, 1).reshape(self.size, m)
+
+    def act(self, g, v):
+        v = self._on_first(lambda x: self.first.act(g, x), v)
+        return self._on_second(lambda x: self.second.act(g, x), v)
+
+    def act_lie(self, A, v):
+        return self._on_first(lambda x: self.first.act_lie(A, x), v) + self._on_second(
+            lambda x: self.second.act_lie(A, x), v
         )
 
     def __repr__(self) -> str:

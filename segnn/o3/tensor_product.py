@@ -85,6 +85,11 @@ def _attribute_slots(
     ]
 
 
+def _cat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` that returns a single tensor as it is (no copy, no extra autograd node)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
+
+
 class ConditionedTensorProduct(torch.nn.Module):
     """``y = W (x ⊗ a) + b`` with weights shared over rows and bias on scalars.
 
@@ -196,9 +201,9 @@ class ConditionedTensorProduct(torch.nn.Module):
         """``[U, paths, W]``: the scaled weights of every path from input type ``i`` (channels
         block after block) to output type ``o`` (channels block after block)."""
         inputs, out, paths = self._inputs[i], self._outputs[o], len(self._slots[i][o])
-        weight = torch.cat(
+        weight = _cat(
             [
-                torch.cat(
+                _cat(
                     [
                         self.weights[self._group_index[block_in, block_out]].view(
                             mul_in, paths, mul_out
@@ -223,7 +228,7 @@ class ConditionedTensorProduct(torch.nn.Module):
             return self.reference(x, attr)
         rows = x.shape[0]
         features = [  # per input type: [rows, d_in, U]
-            torch.cat(
+            _cat(
                 [
                     x[:, start : start + mul * inputs.ir.dim]
                     .view(rows, mul, inputs.ir.dim)
@@ -245,7 +250,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         for i, feature in enumerate(features):
             paths = [self._path_weights(i, o) for o in self._vector_outputs if self._slots[i][o]]
             if paths:
-                mixed = feature @ torch.cat([p.flatten(1) for p in paths], dim=1)
+                mixed = feature @ _cat([p.flatten(1) for p in paths], dim=1)
                 parts.append(iter(mixed.split([p[0].numel() for p in paths], dim=2)))
             else:
                 parts.append(iter(()))
@@ -256,12 +261,12 @@ class ConditionedTensorProduct(torch.nn.Module):
                 for part, width in zip(parts, self._widths[o])
                 if width
             ]
-            mixed = laid_out[0] if len(laid_out) == 1 else torch.cat(laid_out, dim=1)
+            mixed = _cat(laid_out, dim=1)
             conditioned = (attr @ couplings[o]).view(rows, out.ir.dim, sum(self._widths[o]))
             result = torch.bmm(conditioned, mixed).transpose(1, 2)  # [rows, W, d_out]
             for block, part in zip(out.indices, result.split(out.muls, dim=1)):
                 blocks[block] = part.reshape(rows, part.shape[1] * out.ir.dim)
-        y = torch.cat(
+        y = _cat(
             [
                 blocks[block] if block in blocks else x.new_zeros(rows, mul * ir.dim)
                 for block, (mul, ir) in enumerate(self.irreps_out)
@@ -286,7 +291,7 @@ class ConditionedTensorProduct(torch.nn.Module):
                 a = j.view(rows, self._inputs[i].ir.dim, paths, 1)
                 coupled.append((a * feature.unsqueeze(2)).sum(1).flatten(1))
                 weights.append(self._path_weights(i, o).transpose(0, 1).flatten(0, 1))
-        result = torch.cat(coupled, dim=1) @ torch.cat(weights, dim=0)  # [rows, W]
+        result = _cat(coupled, dim=1) @ _cat(weights, dim=0)  # [rows, W]
         out = self._outputs[o]
         return dict(zip(out.indices, result.split(out.muls, dim=1)))
 
