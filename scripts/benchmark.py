@@ -33,6 +33,7 @@ from segnn.config import load_config
 from segnn.data.nbody import FullGraphCollate, NBody
 from segnn.o3.reference import use_reference_tensor_products
 from segnn.train.tasks import make_task
+from segnn.train.trainer import make_optimizer
 
 BACKENDS = ("e3nn", "segnn")  # the reference path first
 
@@ -59,7 +60,7 @@ def benchmark_nbody(device: torch.device, repeats: int, warmup: int) -> dict:
     model = task.build_model().to(device)
     dataset: NBody = task.datasets["test"]
     batch = FullGraphCollate()([dataset[i] for i in range(100)]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    optimizer = make_optimizer(model.parameters(), lr=config.train.lr)
 
     @torch.no_grad()
     def forward():
@@ -104,7 +105,7 @@ def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -
         torch.manual_seed(0)
         model = task.build_model().to(device)
         use_reference_tensor_products(model, enabled=backend == "e3nn")
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizer = make_optimizer(model.parameters(), lr=lr)
 
         def train_step(model=model, optimizer=optimizer):
             model.train()

@@ -72,14 +72,19 @@ class IrrepsConcat(torch.nn.Module):
         blocks.sort(key=lambda block: block[:2])  # stable: inputs keep their order per irrep
         self.irreps_in = irreps_list
         self.irreps_out = o3.Irreps([(mul, ir) for ir, _, _, mul in blocks]).simplify()
-        # column ranges (input, start, width) in output order: a concatenation of slices, whose
-        # backward is cheap (a column gather and its scatter-add are not, on a CPU)
-        self.pieces = [(index, start, mul * ir.dim) for ir, index, start, mul in blocks if mul]
+        # output order as (input, block) pairs; each input is split into its blocks, whose
+        # backward is one concatenation (a column gather, or slices, would scatter into zeros)
+        self.block_sizes = [[mul * ir.dim for mul, ir in irreps] for irreps in irreps_list]
+        block_of = {
+            (index, start): number
+            for index, irreps in enumerate(irreps_list)
+            for number, columns in enumerate(irreps.slices())
+            for start in [columns.start]
+        }
+        self.order = [(index, block_of[index, start]) for _, index, start, mul in blocks if mul]
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         if len(features) != len(self.irreps_in):
             raise ValueError(f"expected {len(self.irreps_in)} inputs, got {len(features)}")
-        return torch.cat(
-            [features[index].narrow(-1, start, width) for index, start, width in self.pieces],
-            dim=-1,
-        )
+        blocks = [x.split(sizes, dim=-1) for x, sizes in zip(features, self.block_sizes)]
+        return torch.cat([blocks[index][number] for index, number in self.order], dim=-1)

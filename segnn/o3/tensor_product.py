@@ -53,9 +53,12 @@ class PathGroup(NamedTuple):
 
 
 class _Blocks(NamedTuple):
-    """The blocks of one irrep type: their indices, first columns and multiplicities."""
+    """The blocks of one irrep type: its degree, parity and dimension (plain ints, so that
+    ``torch.compile`` sees constants), the blocks' indices, first columns and multiplicities."""
 
-    ir: o3.Irrep
+    l: int
+    parity: int
+    dim: int
     indices: list[int]
     starts: list[int]
     muls: list[int]
@@ -65,7 +68,7 @@ def _blocks_by_type(irreps: o3.Irreps) -> list[_Blocks]:
     types: dict[o3.Irrep, _Blocks] = {}
     for index, ((mul, ir), columns) in enumerate(zip(irreps, irreps.slices())):
         if mul > 0:
-            blocks = types.setdefault(ir, _Blocks(ir, [], [], []))
+            blocks = types.setdefault(ir, _Blocks(ir.l, ir.p, ir.dim, [], [], []))
             blocks.indices.append(index)
             blocks.starts.append(columns.start)
             blocks.muls.append(mul)
@@ -73,10 +76,12 @@ def _blocks_by_type(irreps: o3.Irreps) -> list[_Blocks]:
 
 
 def _attribute_slots(
-    irreps_attr: o3.Irreps, ir_in: o3.Irrep, ir_out: o3.Irrep
+    irreps_attr: o3.Irreps, blocks_in: _Blocks, blocks_out: _Blocks
 ) -> list[tuple[int, o3.Irrep]]:
-    """``(first column, irrep)`` of every attribute copy coupling ``ir_in`` to ``ir_out``: the
-    paths between the two types."""
+    """``(first column, irrep)`` of every attribute copy coupling the two irrep types: the
+    paths between them."""
+    ir_in = o3.Irrep(blocks_in.l, blocks_in.parity)
+    ir_out = o3.Irrep(blocks_out.l, blocks_out.parity)
     return [
         (columns.start + copy * ir_attr.dim, ir_attr)
         for (mul, ir_attr), columns in zip(irreps_attr, irreps_attr.slices())
@@ -124,15 +129,17 @@ class ConditionedTensorProduct(torch.nn.Module):
         self._outputs = [
             out
             for out in _blocks_by_type(self.irreps_out)
-            if any(_attribute_slots(self.irreps_attr, i.ir, out.ir) for i in self._inputs)
+            if any(_attribute_slots(self.irreps_attr, i, out) for i in self._inputs)
         ]
         # _slots[i][o]: the paths from input type i to (reachable) output type o
         self._slots = [
-            [_attribute_slots(self.irreps_attr, inputs.ir, out.ir) for out in self._outputs]
+            [_attribute_slots(self.irreps_attr, inputs, out) for out in self._outputs]
             for inputs in self._inputs
         ]
+        # _paths[i][o]: how many (plain ints for the forward pass)
+        self._paths = [[len(slots) for slots in row] for row in self._slots]
         self.groups = [
-            PathGroup(block_in, block_out, mul_in, mul_out, len(self._slots[i][o]))
+            PathGroup(block_in, block_out, mul_in, mul_out, self._paths[i][o])
             for o, out in enumerate(self._outputs)
             for block_out, mul_out in zip(out.indices, out.muls)
             for i, inputs in enumerate(self._inputs)
@@ -147,18 +154,19 @@ class ConditionedTensorProduct(torch.nn.Module):
             for group in self.groups
         )
         self._scales = [
-            (out.ir.dim / sum(sum(i.muls) * len(s[o]) for i, s in zip(self._inputs, self._slots)))
+            (out.dim / sum(sum(i.muls) * len(s[o]) for i, s in zip(self._inputs, self._slots)))
             ** 0.5
             for o, out in enumerate(self._outputs)
         ]
         self._couplings64 = [self._coupling(o) for o in range(len(self._outputs))]
         # per output type, the width of each input type's share of J (see _coupling)
         self._widths = [
-            [inputs.ir.dim * len(slots[o]) for inputs, slots in zip(self._inputs, self._slots)]
+            [inputs.dim * len(slots[o]) for inputs, slots in zip(self._inputs, self._slots)]
             for o in range(len(self._outputs))
         ]
-        self._scalar_outputs = [o for o, out in enumerate(self._outputs) if out.ir.dim == 1]
-        self._vector_outputs = [o for o, out in enumerate(self._outputs) if out.ir.dim > 1]
+        self._out_widths = [mul * ir.dim for mul, ir in self.irreps_out]
+        self._scalar_outputs = [o for o, out in enumerate(self._outputs) if out.dim == 1]
+        self._vector_outputs = [o for o, out in enumerate(self._outputs) if out.dim > 1]
 
         scalar_index = [
             column
@@ -177,16 +185,14 @@ class ConditionedTensorProduct(torch.nn.Module):
         """``G [attr_dim, d_out * J]`` (float64) for output type ``o``: ``(a @ G)`` viewed
         ``[rows, d_out, J]`` couples the mixed features of every path reaching ``o``, with
         ``J`` ordered (input type, input component, path) as :meth:`forward` lays them out."""
-        d_out = self._outputs[o].ir.dim
+        d_out = self._outputs[o].dim
         blocks = []
         for inputs, slots in zip(self._inputs, self._slots):
             block = torch.zeros(
-                self.attr_dim, d_out, inputs.ir.dim, len(slots[o]), dtype=torch.float64
+                self.attr_dim, d_out, inputs.dim, len(slots[o]), dtype=torch.float64
             )
             for path, (first, ir_attr) in enumerate(slots[o]):
-                cg = o3.wigner_3j(
-                    inputs.ir.l, ir_attr.l, self._outputs[o].ir.l, dtype=torch.float64
-                )
+                cg = o3.wigner_3j(inputs.l, ir_attr.l, self._outputs[o].l, dtype=torch.float64)
                 block[first : first + ir_attr.dim, :, :, path] = cg.permute(1, 2, 0)
             blocks.append(block.flatten(2))
         return torch.cat(blocks, dim=2).reshape(self.attr_dim, -1)
@@ -200,7 +206,7 @@ class ConditionedTensorProduct(torch.nn.Module):
     def _path_weights(self, i: int, o: int) -> torch.Tensor:
         """``[U, paths, W]``: the scaled weights of every path from input type ``i`` (channels
         block after block) to output type ``o`` (channels block after block)."""
-        inputs, out, paths = self._inputs[i], self._outputs[o], len(self._slots[i][o])
+        inputs, out, paths = self._inputs[i], self._outputs[o], self._paths[i][o]
         weight = _cat(
             [
                 _cat(
@@ -230,8 +236,8 @@ class ConditionedTensorProduct(torch.nn.Module):
         features = [  # per input type: [rows, d_in, U]
             _cat(
                 [
-                    x[:, start : start + mul * inputs.ir.dim]
-                    .view(rows, mul, inputs.ir.dim)
+                    x[:, start : start + mul * inputs.dim]
+                    .view(rows, mul, inputs.dim)
                     .transpose(1, 2)
                     for start, mul in zip(inputs.starts, inputs.muls)
                 ],
@@ -248,7 +254,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         # the backward of a split is one concatenation, not a zero-filled scatter per slice)
         parts = []
         for i, feature in enumerate(features):
-            paths = [self._path_weights(i, o) for o in self._vector_outputs if self._slots[i][o]]
+            paths = [self._path_weights(i, o) for o in self._vector_outputs if self._paths[i][o]]
             if paths:
                 mixed = feature @ _cat([p.flatten(1) for p in paths], dim=1)
                 parts.append(iter(mixed.split([p[0].numel() for p in paths], dim=2)))
@@ -262,14 +268,14 @@ class ConditionedTensorProduct(torch.nn.Module):
                 if width
             ]
             mixed = _cat(laid_out, dim=1)
-            conditioned = (attr @ couplings[o]).view(rows, out.ir.dim, sum(self._widths[o]))
+            conditioned = (attr @ couplings[o]).view(rows, out.dim, sum(self._widths[o]))
             result = torch.bmm(conditioned, mixed).transpose(1, 2)  # [rows, W, d_out]
             for block, part in zip(out.indices, result.split(out.muls, dim=1)):
-                blocks[block] = part.reshape(rows, part.shape[1] * out.ir.dim)
+                blocks[block] = part.reshape(rows, part.shape[1] * out.dim)
         y = _cat(
             [
-                blocks[block] if block in blocks else x.new_zeros(rows, mul * ir.dim)
-                for block, (mul, ir) in enumerate(self.irreps_out)
+                blocks[block] if block in blocks else x.new_zeros(rows, width)
+                for block, width in enumerate(self._out_widths)
             ],
             dim=-1,
         )
@@ -286,9 +292,9 @@ class ConditionedTensorProduct(torch.nn.Module):
         scalars and the gates). ``conditioned``: ``[rows, J]``, J ordered as :meth:`_coupling`."""
         rows, coupled, weights = conditioned.shape[0], [], []
         for i, (feature, j) in enumerate(zip(features, conditioned.split(self._widths[o], 1))):
-            paths = len(self._slots[i][o])
+            paths = self._paths[i][o]
             if paths:
-                a = j.view(rows, self._inputs[i].ir.dim, paths, 1)
+                a = j.view(rows, self._inputs[i].dim, paths, 1)
                 coupled.append((a * feature.unsqueeze(2)).sum(1).flatten(1))
                 weights.append(self._path_weights(i, o).transpose(0, 1).flatten(0, 1))
         result = _cat(coupled, dim=1) @ _cat(weights, dim=0)  # [rows, W]
