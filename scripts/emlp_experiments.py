@@ -79,7 +79,7 @@ def equivariant_standardisation(y: torch.Tensor, rep_out) -> tuple[torch.Tensor,
 
     invariant = equivariant_basis(rep_out).Q
     mean = invariant @ (invariant.T @ y.mean(0))
-    return mean, float((y - mean).pow(2).mean().sqrt().clamp_min(1e-12))
+    return mean, float((y - mean).std().clamp_min(1e-12))
 
 
 def mlp_like(num_in: int, num_out: int, parameters: int) -> torch.nn.Module:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import segnn
-from segnn.o3.reference import use_reference_tensor_products
+from segnn.o3.reference import ReferenceTensorProduct, use_reference_tensor_products
+from segnn.o3.tensor_product import ConditionedTensorProduct
 from segnn.testing import example_batch
 
 
@@ -37,3 +38,31 @@ def test_reference_path_matches_on_a_qm9_model(dtype, tolerance):
     use_reference_tensor_products(model, enabled=False)
     again, _ = outputs_and_gradients(model, batch)
     assert torch.equal(again, ours)
+
+
+@pytest.mark.parametrize(
+    ("irreps_in", "irreps_attr", "irreps_out"),
+    [
+        # repeated irrep types in the input and output, attribute copies, pseudo-tensors,
+        # an output that no path reaches (2o) and zero-width products
+        ("3x0e+2x1o+4x0e+1x2e", "2x0e+1x1o+1x1e", "2x1o+3x0e+1x1o+2x0e+1x1e+1x2o"),
+        ("1x0e", "1x0e", "5x0e"),
+        ("2x1o", "1x1o", "1x0e+1x1e+1x2e"),
+    ],
+)
+def test_every_block_layout_matches_e3nn(irreps_in, irreps_attr, irreps_out):
+    torch.manual_seed(0)
+    product = ConditionedTensorProduct(irreps_in, irreps_attr, irreps_out).double()
+    with torch.no_grad():
+        product.bias.normal_()
+    reference = ReferenceTensorProduct(product)
+    for rows in (7, 0):
+        x = torch.randn(rows, product.in_dim, dtype=torch.float64, requires_grad=True)
+        attr = torch.randn(rows, product.attr_dim, dtype=torch.float64)
+        ours, theirs = product(x, attr), reference(x, attr)
+        assert ours.shape == (rows, product.out_dim)
+        assert torch.allclose(ours, theirs, atol=1e-12)
+        if rows:
+            (gradient,) = torch.autograd.grad(ours.pow(2).sum(), x)
+            (expected,) = torch.autograd.grad(theirs.pow(2).sum(), x)
+            assert torch.allclose(gradient, expected, atol=1e-12)

@@ -38,21 +38,24 @@ class ReferenceTensorProduct(torch.nn.Module):
         self.product = [product]  # not a submodule: the parameters stay the product's own
         group_of = {(g.block_in, g.block_out): k for k, g in enumerate(product.groups)}
         paths_seen: dict[int, int] = {}
-        self.pieces = []  # (group index, path index) per e3nn instruction, in e3nn's order
+        # per e3nn instruction, in e3nn's order: (group index, first path, attribute copies);
+        # one of our paths per copy of the attribute block, e3nn's 'uvw' weight spans them all
+        self.pieces = []
         for instruction in self.e3nn.instructions:
             group = group_of[(instruction.i_in1, instruction.i_out)]
-            self.pieces.append((group, paths_seen.get(group, 0)))
-            paths_seen[group] = paths_seen.get(group, 0) + 1
+            copies = product.irreps_attr[instruction.i_in2].mul
+            self.pieces.append((group, paths_seen.get(group, 0), copies))
+            paths_seen[group] = paths_seen.get(group, 0) + copies
 
     def flat_weight(self) -> torch.Tensor:
         product = self.product[0]
         pieces = []
-        for group_index, path in self.pieces:
+        for group_index, path, copies in self.pieces:
             group = product.groups[group_index]
             weight = product.weights[group_index].reshape(
                 group.mul_in, group.num_paths, group.mul_out
             )
-            pieces.append(weight[:, path, :].reshape(-1))
+            pieces.append(weight[:, path : path + copies, :].reshape(-1))  # (u, v, w)
         return torch.cat(pieces)
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
