@@ -53,24 +53,22 @@ class PathGroup(NamedTuple):
 
 
 class _Blocks(NamedTuple):
-    """The blocks of one irrep type: its degree, parity and dimension (plain ints, so that
-    ``torch.compile`` sees constants), the blocks' indices, first columns and multiplicities."""
+    """The blocks of one irrep type: its degree, parity and dimension, the blocks' indices and
+    multiplicities (plain ints: the forward pass reads no e3nn objects)."""
 
     l: int
     parity: int
     dim: int
     indices: list[int]
-    starts: list[int]
     muls: list[int]
 
 
 def _blocks_by_type(irreps: o3.Irreps) -> list[_Blocks]:
     types: dict[o3.Irrep, _Blocks] = {}
-    for index, ((mul, ir), columns) in enumerate(zip(irreps, irreps.slices())):
+    for index, (mul, ir) in enumerate(irreps):
         if mul > 0:
-            blocks = types.setdefault(ir, _Blocks(ir.l, ir.p, ir.dim, [], [], []))
+            blocks = types.setdefault(ir, _Blocks(ir.l, ir.p, ir.dim, [], []))
             blocks.indices.append(index)
-            blocks.starts.append(columns.start)
             blocks.muls.append(mul)
     return list(types.values())
 
@@ -164,6 +162,7 @@ class ConditionedTensorProduct(torch.nn.Module):
             [inputs.dim * len(slots[o]) for inputs, slots in zip(self._inputs, self._slots)]
             for o in range(len(self._outputs))
         ]
+        self._in_widths = [mul * ir.dim for mul, ir in self.irreps_in]
         self._out_widths = [mul * ir.dim for mul, ir in self.irreps_out]
         self._scalar_outputs = [o for o, out in enumerate(self._outputs) if out.dim == 1]
         self._vector_outputs = [o for o, out in enumerate(self._outputs) if out.dim > 1]
@@ -233,13 +232,13 @@ class ConditionedTensorProduct(torch.nn.Module):
         if self.reference is not None:
             return self.reference(x, attr)
         rows = x.shape[0]
+        # split, not sliced: a slice's backward writes into a zero-filled copy of all of x
+        blocks_in = x.split(self._in_widths, dim=1)
         features = [  # per input type: [rows, d_in, U]
             _cat(
                 [
-                    x[:, start : start + mul * inputs.dim]
-                    .view(rows, mul, inputs.dim)
-                    .transpose(1, 2)
-                    for start, mul in zip(inputs.starts, inputs.muls)
+                    blocks_in[block].view(rows, mul, inputs.dim).transpose(1, 2)
+                    for block, mul in zip(inputs.indices, inputs.muls)
                 ],
                 dim=2,
             )
