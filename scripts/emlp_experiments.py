@@ -108,7 +108,9 @@ def train(model, x, y, steps: int, lr: float, batch_size: int, generator) -> Non
         schedule.step()
 
 
-def run(task: str, sizes: list[int], steps: int, seed: int, channels: int) -> list[dict]:
+def run(
+    task: str, sizes: list[int], steps: int, seed: int, channels: int, layers: int = 3
+) -> list[dict]:
     make_data, make_reps = TASKS[task]
     generator = torch.Generator().manual_seed(seed)
     x_test, y_test = make_data(1000, generator)
@@ -119,7 +121,7 @@ def run(task: str, sizes: list[int], steps: int, seed: int, channels: int) -> li
         mean, std = equivariant_standardisation(y, rep_out)
         y_normal, y_test_normal = (y - mean) / std, (y_test - mean) / std
         torch.manual_seed(seed)
-        emlp = EMLP(rep_in, rep_out, group, channels=channels, num_layers=3).double()
+        emlp = EMLP(rep_in, rep_out, group, channels=channels, num_layers=layers).double()
         count = sum(p.numel() for p in emlp.parameters())
         mlp = mlp_like(rep_in.size, rep_out.size, count).double()
         for name, model in (("emlp", emlp), ("mlp", mlp)):
@@ -131,6 +133,7 @@ def run(task: str, sizes: list[int], steps: int, seed: int, channels: int) -> li
                 {
                     "task": task,
                     "model": name,
+                    "emlp_blocks": layers,
                     "train_size": size,
                     "test_mse": test_mse,
                     "parameters": sum(p.numel() for p in model.parameters()),
@@ -222,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[30, 100, 300, 1000])
     parser.add_argument("--steps", type=int, default=1500, help="Adam steps per training")
     parser.add_argument("--channels", type=int, default=128, help="EMLP hidden dimension")
+    parser.add_argument("--layers", type=int, default=3, help="EMLP blocks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="JSON results")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of test MSE vs samples")
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = []
     for task in args.tasks:
-        results += run(task, args.sizes, args.steps, args.seed, args.channels)
+        results += run(task, args.sizes, args.steps, args.seed, args.channels, args.layers)
     if args.output is not None:
         args.output.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot is not None:
