@@ -217,6 +217,40 @@ def solver_timings() -> list[dict]:
     return rows
 
 
+CONFIG_KEYS = {
+    "tasks": list,
+    "sizes": list,
+    "steps": int,
+    "channels": int,
+    "layers": int,
+    "seed": int,
+}
+
+
+def read_config(path: Path) -> dict:
+    """The experiment settings in a YAML file, checked: unknown keys, wrong types and unknown
+    tasks are errors that name the problem."""
+    import yaml
+
+    if not path.is_file():
+        raise SystemExit(f"error: config file {path} not found")
+    settings = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(settings, dict):
+        raise SystemExit(f"error: {path} must hold a mapping of settings")
+    for key, value in settings.items():
+        if key not in CONFIG_KEYS:
+            raise SystemExit(f"error: unknown key {key!r} in {path}; known: {sorted(CONFIG_KEYS)}")
+        if not isinstance(value, CONFIG_KEYS[key]) or isinstance(value, bool):
+            kind = "a list" if CONFIG_KEYS[key] is list else "an integer"
+            raise SystemExit(f"error: {key} in {path} must be {kind}, got {value!r}")
+    unknown = set(settings.get("tasks", [])) - set(TASKS)
+    if unknown:
+        raise SystemExit(
+            f"error: unknown task(s) {sorted(unknown)} in {path}; known: {list(TASKS)}"
+        )
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,6 +268,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only time the solver on large representations",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file with any of tasks, sizes, steps, channels, layers, seed "
+        "(e.g. configs/emlp_synthetic.yaml); flags given on the command line win",
+    )
+    known, _ = parser.parse_known_args(argv)
+    if known.config is not None:  # the file's settings become the defaults
+        parser.set_defaults(**read_config(known.config))
     args = parser.parse_args(argv)
     if args.solver_timings:
         rows = solver_timings()

@@ -206,3 +206,27 @@ def test_iterative_solver_beyond_the_dense_limit_is_exact():
 def test_solver_rejects_an_unknown_method():
     with pytest.raises(ValueError, match="dense or iterative"):
         equivariant_basis(V(SO(3)), method="lanczos")
+
+
+def test_experiment_configs_are_checked(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "emlp_experiments", Path(__file__).parents[1] / "scripts" / "emlp_experiments.py"
+    )
+    experiments = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiments)
+    shipped = experiments.read_config(Path(__file__).parents[1] / "configs/emlp_synthetic.yaml")
+    assert shipped["layers"] == 1 and set(shipped["tasks"]) == set(experiments.TASKS)
+    for text, message in [
+        ("chanels: 64", "unknown key 'chanels'"),
+        ("layers: two", "layers .* must be an integer"),
+        ("tasks: [o5, qm9]", "unknown task"),
+    ]:
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        with pytest.raises(SystemExit, match=message):
+            experiments.read_config(path)
+    with pytest.raises(SystemExit, match="not found"):
+        experiments.read_config(tmp_path / "missing.yaml")
