@@ -134,14 +134,13 @@ class ConditionedTensorProduct(torch.nn.Module):
             [_attribute_slots(self.irreps_attr, inputs, out) for out in self._outputs]
             for inputs in self._inputs
         ]
-        # _paths[i][o]: how many (plain ints for the forward pass)
-        self._paths = [[len(slots) for slots in row] for row in self._slots]
+        self._paths = [[len(slots) for slots in row] for row in self._slots]  # how many
         self.groups = [
             PathGroup(block_in, block_out, mul_in, mul_out, self._paths[i][o])
             for o, out in enumerate(self._outputs)
             for block_out, mul_out in zip(out.indices, out.muls)
             for i, inputs in enumerate(self._inputs)
-            if self._slots[i][o]
+            if self._paths[i][o]
             for block_in, mul_in in zip(inputs.indices, inputs.muls)
         ]
         self.groups.sort(key=lambda group: (group.block_out, group.block_in))
@@ -152,14 +151,13 @@ class ConditionedTensorProduct(torch.nn.Module):
             for group in self.groups
         )
         self._scales = [
-            (out.dim / sum(sum(i.muls) * len(s[o]) for i, s in zip(self._inputs, self._slots)))
-            ** 0.5
+            (out.dim / sum(sum(i.muls) * p[o] for i, p in zip(self._inputs, self._paths))) ** 0.5
             for o, out in enumerate(self._outputs)
         ]
         self._couplings64 = [self._coupling(o) for o in range(len(self._outputs))]
         # per output type, the width of each input type's share of J (see _coupling)
         self._widths = [
-            [inputs.dim * len(slots[o]) for inputs, slots in zip(self._inputs, self._slots)]
+            [inputs.dim * paths[o] for inputs, paths in zip(self._inputs, self._paths)]
             for o in range(len(self._outputs))
         ]
         self._in_widths = [mul * ir.dim for mul, ir in self.irreps_in]
@@ -248,29 +246,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         blocks: dict[int, torch.Tensor] = {}
         for o in self._scalar_outputs:
             blocks.update(self._scalar_output(o, features, attr @ couplings[o]))
-        # weights first: per input type one matmul over the paths to every non-scalar output,
-        # [rows, d_in, C] with columns (output type, path, channel), then split (not sliced:
-        # the backward of a split is one concatenation, not a zero-filled scatter per slice)
-        parts = []
-        for i, feature in enumerate(features):
-            paths = [self._path_weights(i, o) for o in self._vector_outputs if self._paths[i][o]]
-            if paths:
-                mixed = feature @ _cat([p.flatten(1) for p in paths], dim=1)
-                parts.append(iter(mixed.split([p[0].numel() for p in paths], dim=2)))
-            else:
-                parts.append(iter(()))
-        for o in self._vector_outputs:
-            out = self._outputs[o]
-            laid_out = [  # [rows, d_in * paths, W] per input type reaching o
-                next(part).reshape(rows, width, sum(out.muls))
-                for part, width in zip(parts, self._widths[o])
-                if width
-            ]
-            mixed = _cat(laid_out, dim=1)
-            conditioned = (attr @ couplings[o]).view(rows, out.dim, sum(self._widths[o]))
-            result = torch.bmm(conditioned, mixed).transpose(1, 2)  # [rows, W, d_out]
-            for block, part in zip(out.indices, result.split(out.muls, dim=1)):
-                blocks[block] = part.reshape(rows, part.shape[1] * out.dim)
+        blocks.update(self._vector_outputs_weights_first(features, attr, couplings))
         y = _cat(
             [
                 blocks[block] if block in blocks else x.new_zeros(rows, width)
@@ -299,6 +275,39 @@ class ConditionedTensorProduct(torch.nn.Module):
         result = _cat(coupled, dim=1) @ _cat(weights, dim=0)  # [rows, W]
         out = self._outputs[o]
         return dict(zip(out.indices, result.split(out.muls, dim=1)))
+
+    def _vector_outputs_weights_first(
+        self, features: list[torch.Tensor], attr: torch.Tensor, couplings: list[torch.Tensor]
+    ) -> dict[int, torch.Tensor]:
+        """Every output type of dimension > 1, weights first: per input type one matmul over
+        the paths to all of them (``[rows, d_in, C]``, columns (output type, path, channel)),
+        split (not sliced: a split's backward is one concatenation, not a zero-filled scatter
+        per slice); then per output type one batched matmul of ``a @ G`` (``[rows, d_out, J]``)
+        with the stacked mixed features (``[rows, J, W]``)."""
+        rows, parts = attr.shape[0], []
+        for i, feature in enumerate(features):
+            paths = [self._path_weights(i, o) for o in self._vector_outputs if self._paths[i][o]]
+            if paths:
+                mixed = feature @ _cat([p.flatten(1) for p in paths], dim=1)
+                parts.append(iter(mixed.split([p[0].numel() for p in paths], dim=2)))
+            else:
+                parts.append(iter(()))
+        blocks = {}
+        for o in self._vector_outputs:
+            out = self._outputs[o]
+            stacked = _cat(
+                [  # [rows, d_in * paths, W] per input type reaching o
+                    next(part).reshape(rows, width, sum(out.muls))
+                    for part, width in zip(parts, self._widths[o])
+                    if width
+                ],
+                dim=1,
+            )
+            conditioned = (attr @ couplings[o]).view(rows, out.dim, sum(self._widths[o]))
+            result = torch.bmm(conditioned, stacked).transpose(1, 2)  # [rows, W, d_out]
+            for block, part in zip(out.indices, result.split(out.muls, dim=1)):
+                blocks[block] = part.reshape(rows, part.shape[1] * out.dim)
+        return blocks
 
     def extra_repr(self) -> str:
         return f"{self.irreps_in} ⊗ {self.irreps_attr} → {self.irreps_out}, {self.num_paths} paths"
