@@ -58,14 +58,9 @@ _CACHE: dict[tuple[Rep, str], EquivariantBasis] = {}
 
 
 def constraint_matrix(rep: Rep) -> torch.Tensor:
-    """``[(M + K) * size, size]``: the stacked ``dρ(A_i)`` and ``ρ(h_k) - I``."""
-    group = rep.group
-    blocks = [rep.drho(A) for A in group.lie]
-    identity = torch.eye(rep.size, dtype=torch.float64)
-    blocks += [rep.rho(h) - identity for h in group.discrete]
-    if not blocks:
-        return torch.zeros(0, rep.size, dtype=torch.float64)
-    return torch.cat(blocks)
+    """``[(M + K) * size, size]``: the stacked ``dρ(A_i)`` and ``ρ(h_k) - I``, formed by
+    applying :func:`constraint_operator` to the identity."""
+    return constraint_operator(rep)(torch.eye(rep.size, dtype=torch.float64))
 
 
 def equivariant_basis(
@@ -114,8 +109,9 @@ def _sum_basis(rep: SumRep, tolerance: float, min_gap: float, method: str) -> Eq
 
 
 def constraint_operator(rep: Rep) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``v [size, m] → C v [(M + K) * size, m]`` without forming ``C`` (see
-    :func:`constraint_matrix`)."""
+    """``v [size, m] → C v [(M + K) * size, m]``: the constraints ``dρ(A_i) v`` for the
+    Lie-algebra basis and ``ρ(h_k) v - v`` for the discrete generators, applied without forming
+    ``C`` (:meth:`Rep.act_lie`, :meth:`Rep.act`)."""
     group = rep.group
 
     def apply(v: torch.Tensor) -> torch.Tensor:
