@@ -65,23 +65,17 @@ class IrrepsConcat(torch.nn.Module):
     def __init__(self, irreps_list: Sequence[o3.Irreps | str]):
         super().__init__()
         irreps_list = [o3.Irreps(irreps) for irreps in irreps_list]
-        blocks = []  # (irrep, input index, first column, multiplicity)
+        blocks = []  # (irrep, input index, block number within that input, multiplicity)
         for index, irreps in enumerate(irreps_list):
-            for (mul, ir), columns in zip(irreps, irreps.slices()):
-                blocks.append((ir, index, columns.start, mul))
+            for number, (mul, ir) in enumerate(irreps):
+                blocks.append((ir, index, number, mul))
         blocks.sort(key=lambda block: block[:2])  # stable: inputs keep their order per irrep
         self.irreps_in = irreps_list
         self.irreps_out = o3.Irreps([(mul, ir) for ir, _, _, mul in blocks]).simplify()
-        # output order as (input, block) pairs; each input is split into its blocks, whose
-        # backward is one concatenation (a column gather, or slices, would scatter into zeros)
+        # each input is split into its blocks, concatenated in output order: the backward is
+        # one concatenation (a column gather, or slices, would scatter into zeros)
         self.block_sizes = [[mul * ir.dim for mul, ir in irreps] for irreps in irreps_list]
-        block_of = {
-            (index, start): number
-            for index, irreps in enumerate(irreps_list)
-            for number, columns in enumerate(irreps.slices())
-            for start in [columns.start]
-        }
-        self.order = [(index, block_of[index, start]) for _, index, start, mul in blocks if mul]
+        self.order = [(index, number) for _, index, number, mul in blocks if mul]
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         if len(features) != len(self.irreps_in):
