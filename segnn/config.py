@@ -29,9 +29,16 @@ class ModelConfig:
     species: list[str] = field(default_factory=lambda: ["H", "C", "N", "O", "F"])
     """Chemical elements the model accepts, one-hot encoded as ``len(species) x 0e``."""
     hidden_features: int = 128
-    """Total dimension of the hidden steerable features (balanced over degrees)."""
+    """Width of the hidden steerable features; ``hidden_allocation`` says how it is spread over
+    the degrees ``0..lmax_hidden``."""
     lmax_hidden: int = 2
     """Highest degree of the hidden features."""
+    hidden_allocation: Literal["dimension", "weights"] = "dimension"
+    """``dimension``: ``hidden_features`` dimensions split evenly over the degrees
+    (``46x0e+14x1o+8x2e`` for 128, lmax 2). ``weights``: the paper's weight-balanced irreps, the
+    same number ``n`` of every degree with as many weights per tensor product as a linear layer
+    on ``hidden_features`` scalars (``36x0e+36x1o+36x2e`` for 128, lmax 2, lmax_attr 3;
+    ``32x0e+32x1o`` for 64, lmax 1, lmax_attr 1) — wider and slower."""
     lmax_attr: int = 3
     """Highest degree of the spherical-harmonic edge/node attributes."""
     num_layers: int = 7

@@ -2,7 +2,13 @@ import pytest
 import torch
 from e3nn import o3
 
-from segnn.o3 import IrrepsConcat, balanced_irreps, spherical_harmonics_irreps
+from segnn.o3 import (
+    ConditionedTensorProduct,
+    IrrepsConcat,
+    balanced_irreps,
+    spherical_harmonics_irreps,
+    weight_balanced_irreps,
+)
 
 
 @pytest.mark.parametrize("features,lmax", [(128, 2), (64, 1), (32, 3), (100, 2), (16, 0)])
@@ -18,6 +24,33 @@ def test_balanced_irreps_fill_the_budget_with_sh_parity(features, lmax):
 
 def test_balanced_irreps_paper_config():
     assert balanced_irreps(128, 2) == o3.Irreps("46x0e+14x1o+8x2e")
+
+
+@pytest.mark.parametrize(
+    "features, lmax, lmax_attr, expected",
+    [(128, 2, 3, "36x0e+36x1o+36x2e"), (64, 1, 1, "32x0e+32x1o"), (64, 0, 2, "64x0e")],
+)
+def test_weight_balanced_irreps_match_the_paper(features, lmax, lmax_attr, expected):
+    assert weight_balanced_irreps(features, lmax, spherical_harmonics_irreps(lmax_attr)) == (
+        o3.Irreps(expected)
+    )
+
+
+@pytest.mark.parametrize("features, lmax, lmax_attr", [(100, 2, 3), (20, 1, 2), (7, 3, 1)])
+def test_weight_balanced_irreps_are_the_smallest_with_a_linear_layers_weights(
+    features, lmax, lmax_attr
+):
+    attr = spherical_harmonics_irreps(lmax_attr)
+    irreps = weight_balanced_irreps(features, lmax, attr)
+    copies = irreps[0].mul
+    assert all(mul == copies for mul, _ in irreps) and irreps.lmax == lmax
+
+    def weights(copies):
+        hidden = o3.Irreps([(copies, ir) for _, ir in irreps])
+        product = ConditionedTensorProduct(hidden, attr, hidden)
+        return sum(p.numel() for name, p in product.named_parameters() if name != "bias")
+
+    assert weights(copies) >= features**2 > weights(copies - 1)
 
 
 def test_balanced_irreps_rejects_too_small_budget():

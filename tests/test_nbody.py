@@ -11,8 +11,12 @@ from segnn.api import DisplacementModel
 from segnn.cli import main
 from segnn.config import ConfigError, load_config
 from segnn.data.nbody import (
+    INPUT_STEP,
+    TARGET_STEP,
+    TIME_STEP,
     FullGraphCollate,
     NBody,
+    coulomb_forces,
     generate_dataset,
     initial_state,
     potential_energy,
@@ -41,6 +45,25 @@ def test_simulator_conserves_energy_without_close_encounters():
     assert smooth.sum() > 40
     # 3% of the initial kinetic energy (5 particles at speed 0.5: 0.625)
     assert np.abs(energy - energy[0]).max(0)[smooth].max() < 0.02
+
+
+def test_simulator_records_the_states_of_the_egnn_protocol():
+    """EGNN's generator: one velocity kick, then per step a drift, a recording every 100 steps
+    (its frame k = step 100 (k + 1)) and a kick; frames 30 and 40 are the input and target."""
+    positions, velocities, charges = initial_state(4, np.random.default_rng(3))
+    x, v = positions.copy(), velocities.copy()
+    v += TIME_STEP * coulomb_forces(x, charges)
+    frames = []
+    for step in range(1, 4200):
+        x += TIME_STEP * v
+        if step % 100 == 0:
+            frames.append((x.copy(), v.copy()))
+        v += TIME_STEP * coulomb_forces(x, charges)
+    x_input, v_input = simulate(positions, velocities, charges, INPUT_STEP)
+    x_target, _ = simulate(x_input, v_input, charges, TARGET_STEP - INPUT_STEP)
+    np.testing.assert_allclose(x_input, frames[30][0], atol=1e-9)
+    np.testing.assert_allclose(v_input, frames[30][1], atol=1e-9)
+    np.testing.assert_allclose(x_target, frames[40][0], atol=1e-9)
 
 
 def test_simulator_is_equivariant():

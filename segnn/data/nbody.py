@@ -4,10 +4,13 @@ Five particles of unit mass carry charges ±1 (each sign with probability 1/2) a
 Coulomb forces ``F_i = c Σ_j q_i q_j (x_i - x_j) / |x_i - x_j|^3`` with ``c = 1``. Initial
 positions are standard normal (``loc_std = 1``); initial velocities are standard normal
 directions scaled to speed ``vel_norm = 0.5``. The dynamics is integrated with time step
-``dt = 0.001`` by the scheme of Kipf et al.: ``v += dt F(x)`` once, then repeatedly ``x += dt v;
-v += dt F(x)``. As in EGNN there is no bounding box (a box would break rotation symmetry). A
-sample is the state after :data:`INPUT_STEP` = 3,000 steps (Kipf's frame 30 at a sampling
-interval of 100 steps) and the positions 1,000 steps later (frame 40).
+``dt = 0.001`` by symplectic Euler, ``v += dt F(x); x += dt v`` per step, which reproduces the
+states EGNN's generator records (its first velocity kick comes before the loop and each state is
+recorded between the position update and the next kick). As in EGNN there is no bounding box (a
+box would break rotation symmetry). A sample is the state after :data:`INPUT_STEP` = 3,100
+steps and the positions 1,000 steps later, :data:`TARGET_STEP` = 4,100: EGNN's frames 30 and 40
+of a trajectory sampled every 100 steps, whose frame ``k`` is the state after ``100 (k + 1)``
+steps (its frame counter starts at 0 on the first recorded step).
 
 One deviation: Kipf et al. clip each Cartesian force component to ``±0.1 / dt``; that clip is
 not rotation-equivariant, so here the force vector of a particle is clipped to length
@@ -32,11 +35,11 @@ INTERACTION_STRENGTH = 1.0
 LOC_STD = 1.0
 VEL_NORM = 0.5
 MAX_FORCE = 0.1 / TIME_STEP
-INPUT_STEP = 3000
-TARGET_STEP = 4000
+INPUT_STEP = 3100
+TARGET_STEP = 4100
 SPLIT_SIZES = {"train": 3000, "val": 2000, "test": 2000}
 SPLIT_SEED_OFFSETS = {"train": 0, "val": 1, "test": 2}
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 def coulomb_forces(positions: np.ndarray, charges: np.ndarray) -> np.ndarray:
@@ -72,13 +75,13 @@ def initial_state(
     return positions, velocities, charges
 
 
-def _leapfrog(x: np.ndarray, v: np.ndarray, charges: np.ndarray, steps: int, record_every=None):
-    """In place: ``steps`` times ``x += dt v; v += dt F(x)``; the states after every
+def _integrate(x: np.ndarray, v: np.ndarray, charges: np.ndarray, steps: int, record_every=None):
+    """In place: ``steps`` times ``v += dt F(x); x += dt v``; the states after every
     ``record_every`` steps are returned."""
     recorded = []
     for step in range(1, steps + 1):
-        x += TIME_STEP * v
         v += TIME_STEP * coulomb_forces(x, charges)
+        x += TIME_STEP * v
         if record_every and step % record_every == 0:
             recorded.append((x.copy(), v.copy()))
     return recorded
@@ -95,14 +98,12 @@ def simulate(
 
     Returns ``(positions, velocities)`` after the last step, each ``[S, n, 3]``, or with
     ``record_every`` the states after steps ``0, record_every, 2 record_every, ...`` stacked as
-    ``[T, S, n, 3]`` (step 0 is the initial state after the first velocity kick).
+    ``[T, S, n, 3]`` (step 0 is the initial state).
     """
     x, v = positions.astype(np.float64).copy(), velocities.astype(np.float64).copy()
-    v += TIME_STEP * coulomb_forces(x, charges)
-    initial = [(x.copy(), v.copy())]
-    recorded = _leapfrog(x, v, charges, steps, record_every)
+    recorded = _integrate(x, v, charges, steps, record_every)
     if record_every:
-        states = initial + recorded
+        states = [(positions, velocities)] + recorded
         return np.stack([state[0] for state in states]), np.stack([state[1] for state in states])
     return x, v
 
@@ -114,7 +115,7 @@ def generate_split(num_samples: int, seed: int) -> dict[str, np.ndarray]:
     positions, velocities, charges = initial_state(num_samples, rng)
     x_input, v_input = simulate(positions, velocities, charges, INPUT_STEP)
     x, v = x_input.copy(), v_input.copy()
-    _leapfrog(x, v, charges, TARGET_STEP - INPUT_STEP)  # continues the same trajectory
+    _integrate(x, v, charges, TARGET_STEP - INPUT_STEP)  # continues the same trajectory
     return {
         "positions": x_input,
         "velocities": v_input,

@@ -16,6 +16,7 @@ from segnn.o3 import (
     SteerableMLP,
     balanced_irreps,
     scalar_irreps,
+    weight_balanced_irreps,
 )
 
 
@@ -28,7 +29,7 @@ class SEGNN(torch.nn.Module):
     1. attributes: ``a_ij = Y(x_j - x_i)`` up to ``lmax_attr`` and ``a_i = mean_j a_ij`` with
        ``a_i^0 = 1`` (:class:`segnn.o3.SphericalHarmonicsAttributes`);
     2. embedding: one-hot species (``S x 0e``), or the node inputs ``x`` (``input_irreps``),
-       ⊗ ``a_i`` → hidden irreps (balanced up to ``lmax_hidden``); with ``velocity_attribute``
+       ⊗ ``a_i`` → hidden irreps (up to ``lmax_hidden``, ``hidden_allocation``); with ``velocity_attribute``
        the harmonics of ``vel`` (``l >= 1``) are added to ``a_i``, and with ``charge_product``
        ``q_i q_j`` joins the edge scalars;
     3. ``num_layers`` :class:`SEGNNLayer` with ``|x_ij|^2`` as edge scalar (``radial:
@@ -67,7 +68,12 @@ class SEGNN(torch.nn.Module):
             self.radial = None
             num_edge_scalars = 1
         num_edge_scalars += int(config.charge_product)
-        self.irreps_hidden = balanced_irreps(config.hidden_features, config.lmax_hidden)
+        if config.hidden_allocation == "weights":
+            self.irreps_hidden = weight_balanced_irreps(
+                config.hidden_features, config.lmax_hidden, irreps_attr
+            )
+        else:
+            self.irreps_hidden = balanced_irreps(config.hidden_features, config.lmax_hidden)
         self.irreps_out = o3.Irreps(config.output_irreps)
 
         self.irreps_in = o3.Irreps(config.input_irreps or f"{len(self.species)}x0e")

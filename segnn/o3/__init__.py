@@ -8,6 +8,7 @@ from segnn.o3.irreps import (
     scalar_irreps,
     sh_irrep,
     spherical_harmonics_irreps,
+    weight_balanced_irreps,
 )
 from segnn.o3.mlp import GatedTensorProduct, SteerableMLP
 from segnn.o3.norm import EquivariantInstanceNorm
@@ -36,4 +37,5 @@ __all__ = [
     "scalar_irreps",
     "sh_irrep",
     "spherical_harmonics_irreps",
+    "weight_balanced_irreps",
 ]

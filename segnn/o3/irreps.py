@@ -8,6 +8,7 @@ reflections included.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -45,6 +46,31 @@ def balanced_irreps(num_features: int, lmax: int) -> o3.Irreps:
     used = sum(m * (2 * l + 1) for l, m in enumerate(multiplicities))
     multiplicities[0] += num_features - used
     return o3.Irreps([(m, sh_irrep(l)) for l, m in enumerate(multiplicities)])
+
+
+def weight_balanced_irreps(num_features: int, lmax: int, irreps_attr: o3.Irreps | str) -> o3.Irreps:
+    """``n x (0e + 1o + ... + lmax)``: the paper's *weight-balanced* hidden irreps.
+
+    ``n`` is the smallest multiplicity for which a conditioned tensor product from these irreps
+    to themselves, with attribute ``irreps_attr``, has at least as many weights as a linear layer
+    on ``num_features`` scalars (``num_features**2``); every path ``l_in ⊗ l_attr → l_out``
+    carries ``n * n`` weights. Examples: ``(128, 2, Y up to 3) → 36x0e+36x1o+36x2e`` (the paper's
+    QM9 model), ``(64, 1, Y up to 1) → 32x0e+32x1o`` (its N-body model).
+    """
+    if lmax < 0:
+        raise ValueError(f"lmax must be >= 0, got {lmax}")
+    degrees = [sh_irrep(l) for l in range(lmax + 1)]
+    num_paths = sum(
+        mul
+        for ir_in in degrees
+        for mul, ir_attr in o3.Irreps(irreps_attr)
+        for ir_out in degrees
+        if ir_out in ir_in * ir_attr
+    )
+    copies = math.ceil(num_features / math.sqrt(num_paths))
+    while (copies - 1) ** 2 * num_paths >= num_features**2:
+        copies -= 1
+    return o3.Irreps([(copies, ir) for ir in degrees])
 
 
 def scalar_irreps(num_features: int) -> o3.Irreps:
