@@ -50,8 +50,9 @@ class ModelConfig:
     forces local)."""
     output_irreps: str = "1x0e"
     """Irreps of the output, e.g. ``1x0e`` for a property or ``1x1o`` for a vector."""
-    radial: Literal["squared_distance", "bessel"] = "squared_distance"
-    """Invariant edge features. ``squared_distance``: the paper's ``|x_ij|^2`` with a hard cutoff.
+    radial: Literal["squared_distance", "distance", "bessel"] = "squared_distance"
+    """Invariant edge features. ``squared_distance``: the paper's ``|x_ij|^2`` (QM9) with a hard
+    cutoff; ``distance``: ``|x_ij|`` (the official N-body code's edge feature).
     ``bessel``: ``num_radial`` Bessel functions times a polynomial envelope that also weights
     messages and node attributes, so outputs are smooth when atoms cross the cutoff, and a radial
     MLP that scales each message channel (use it for energies and forces)."""

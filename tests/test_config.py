@@ -7,6 +7,7 @@ def test_yaml_configs_load():
     quick = load_config("configs/qm9_quick.yaml")
     paper = load_config("configs/qm9.yaml")
     assert paper.model.hidden_features == 128 and paper.model.num_layers == 7
+    assert paper.model.hidden_allocation == "weights"  # the official --subspace_type
     assert paper.train.milestones == [0.8, 0.9]
     assert quick.data.subset.train is not None
 

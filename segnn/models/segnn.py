@@ -29,11 +29,12 @@ class SEGNN(torch.nn.Module):
     1. attributes: ``a_ij = Y(x_j - x_i)`` up to ``lmax_attr`` and ``a_i = mean_j a_ij`` with
        ``a_i^0 = 1`` (:class:`segnn.o3.SphericalHarmonicsAttributes`);
     2. embedding: one-hot species (``S x 0e``), or the node inputs ``x`` (``input_irreps``),
-       ⊗ ``a_i`` → hidden irreps (up to ``lmax_hidden``, ``hidden_allocation``); with ``velocity_attribute``
-       the harmonics of ``vel`` (``l >= 1``) are added to ``a_i``, and with ``charge_product``
+       ⊗ ``a_i`` → hidden irreps (up to ``lmax_hidden``, spread by ``hidden_allocation``); with
+       ``velocity_attribute`` the harmonics of ``vel`` (``l >= 1``) are added to ``a_i``, and with ``charge_product``
        ``q_i q_j`` joins the edge scalars;
-    3. ``num_layers`` :class:`SEGNNLayer` with ``|x_ij|^2`` as edge scalar (``radial:
-       squared_distance``), or with an enveloped Bessel basis as edge scalars, learnt radial
+    3. ``num_layers`` :class:`SEGNNLayer` with ``|x_ij|^2`` or ``|x_ij|`` as edge scalar
+       (``radial: squared_distance`` or ``distance``), or with an enveloped Bessel basis as edge
+       scalars, learnt radial
        per-channel weights on the messages and the envelope weighting messages and node
        attributes (``radial: bessel``, smooth at ``cutoff``);
     4. readout: ``graph`` task — steerable pre-pool MLP on nodes (conditioned on ``a_i``),
@@ -153,6 +154,8 @@ class SEGNN(torch.nn.Module):
         edge_attr = self.attributes.edge_attributes(edge_vectors)
         if self.radial is None:
             edge_scalars, edge_weights = edge_vectors.pow(2).sum(-1, keepdim=True), None
+            if self.config.radial == "distance":
+                edge_scalars = edge_scalars.sqrt()
         else:
             edge_scalars, edge_weights = self.radial(edge_vectors.norm(dim=-1))
         node_attr = self.attributes.node_attributes(
