@@ -4,13 +4,17 @@
     python scripts/benchmark.py qm9 [--repeats 5] [--output bench.json]
 
 ``nbody``: forward time of the N-body G+P model (``configs/nbody.yaml``) per batch of 100
-samples, and forward+backward+Adam time per training step, median over repeats after warm-up.
+samples, and forward+backward+Adam time per training step, for each backend.
 
-``qm9``: the paper's QM9 model (``configs/qm9.yaml``: 128 features, l ≤ 2 hidden, l ≤ 3
-attributes, 7 layers, 2 Å radius) on real QM9 molecules: training throughput at batch 128
-(molecules/s of forward+backward+Adam), inference throughput at batch 128 and 1,024, for each
-tensor-product backend in the same run: ``segnn`` (our own path) and ``e3nn`` (the reference:
-one e3nn ``FullyConnectedTensorProduct`` per product, same weights), with speed-up ratios.
+``qm9``: the paper's QM9 model (``configs/qm9.yaml``: 128 weight-balanced features =
+36x0e+36x1o+36x2e, 3 attribute degrees, 7 layers, 2 Å radius) on real QM9 molecules: training
+throughput at batch 128 (molecules/s of forward+backward+Adam), inference throughput at batch
+128 and 1,024, for each backend in the same run, with speed-up ratios over the reference.
+
+Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
+``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
+our product with the messages computed in each edge's frame (``model.edge_frame``). They are
+timed in turns (A, B, C, A, B, C, ...).
 
 Absolute times depend on the machine: compare numbers measured in one run.
 """
@@ -35,7 +39,8 @@ from segnn.o3.reference import use_reference_tensor_products
 from segnn.train.tasks import make_task
 from segnn.train.trainer import make_optimizer
 
-BACKENDS = ("e3nn", "segnn")  # the reference path first
+# name: (e3nn reference products, edge frame for the messages); the reference path first
+BACKENDS = {"e3nn": (True, False), "segnn": (False, False), "segnn_edge_frame": (False, True)}
 
 
 def _timed(function, repeats: int, warmup: int, device: torch.device) -> list[float]:
@@ -53,36 +58,14 @@ def _timed(function, repeats: int, warmup: int, device: torch.device) -> list[fl
     return times
 
 
-def benchmark_nbody(device: torch.device, repeats: int, warmup: int) -> dict:
-    config = load_config("configs/nbody.yaml")
+def _build(task, backend: str, device: torch.device) -> torch.nn.Module:
+    """The task's model on ``device`` for one backend, from seed 0 (same weights for all)."""
+    reference, edge_frame = BACKENDS[backend]
+    task.config.model.edge_frame = edge_frame
     torch.manual_seed(0)
-    task = make_task(config)
     model = task.build_model().to(device)
-    dataset: NBody = task.datasets["test"]
-    batch = FullGraphCollate()([dataset[i] for i in range(100)]).to(device)
-    optimizer = make_optimizer(model.parameters(), lr=config.train.lr)
-
-    @torch.no_grad()
-    def forward():
-        model(batch)
-
-    def train_step():
-        loss = task.loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    model.eval()
-    forward_times = _timed(forward, repeats, warmup, device)
-    model.train()
-    step_times = _timed(train_step, repeats, warmup, device)
-    return {
-        "benchmark": "nbody",
-        "batch_size": 100,
-        "forward_ms_median": 1000 * statistics.median(forward_times),
-        "train_step_ms_median": 1000 * statistics.median(step_times),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    use_reference_tensor_products(model, enabled=reference)
+    return model
 
 
 def _interleaved(functions: dict, repeats: int, warmup: int, device) -> dict[str, float]:
@@ -98,18 +81,17 @@ def _interleaved(functions: dict, repeats: int, warmup: int, device) -> dict[str
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -> dict:
-    """Training-step and inference throughputs of each tensor-product backend (same weights)."""
+def _backend_calls(task, batches: dict, train_size: int, lr: float, device) -> tuple[dict, dict]:
+    """Per backend: a training step on ``batches[train_size]`` (forward, backward, Adam) and a
+    no-grad forward of ``batches[size]``."""
     steps, forwards = {}, {}
     for backend in BACKENDS:
-        torch.manual_seed(0)
-        model = task.build_model().to(device)
-        use_reference_tensor_products(model, enabled=backend == "e3nn")
+        model = _build(task, backend, device)
         optimizer = make_optimizer(model.parameters(), lr=lr)
 
         def train_step(model=model, optimizer=optimizer):
             model.train()
-            loss = task.loss(model, batches[128])
+            loss = task.loss(model, batches[train_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -121,6 +103,28 @@ def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -
 
         steps[backend] = train_step
         forwards[backend] = forward
+    return steps, forwards
+
+
+def benchmark_nbody(device: torch.device, repeats: int, warmup: int) -> dict:
+    config = load_config("configs/nbody.yaml")
+    task = make_task(config)
+    dataset: NBody = task.datasets["test"]
+    batches = {100: FullGraphCollate()([dataset[i] for i in range(100)]).to(device)}
+    steps, forwards = _backend_calls(task, batches, 100, config.train.lr, device)
+    calls = {b: functools.partial(forward, 100) for b, forward in forwards.items()}
+    result = {"benchmark": "nbody", "batch_size": 100}
+    for backend, seconds in _interleaved(calls, repeats, warmup, device).items():
+        result[f"{backend}_forward_ms"] = 1000 * seconds
+    for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
+        result[f"{backend}_train_step_ms"] = 1000 * seconds
+    result["parameters"] = sum(p.numel() for p in task.build_model().parameters())
+    return result
+
+
+def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -> dict:
+    """Training-step and inference throughputs of each tensor-product backend (same weights)."""
+    steps, forwards = _backend_calls(task, batches, 128, lr, device)
     result = {}
     for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
         result[f"{backend}_train_step_ms"] = 1000 * seconds
@@ -146,13 +150,15 @@ def benchmark_qm9(device: torch.device, repeats: int, warmup: int) -> dict:
         "edges_per_batch_128": int(batches[128].edge_index.shape[1]),
     }
     result.update(_qm9_backends(task, batches, config.train.lr, device, repeats, warmup))
-    result["train_speedup_segnn_over_e3nn"] = (
-        result["segnn_train_molecules_per_s"] / result["e3nn_train_molecules_per_s"]
-    )
-    result["inference_speedup_segnn_over_e3nn_batch_1024"] = (
-        result["segnn_inference_molecules_per_s_batch_1024"]
-        / result["e3nn_inference_molecules_per_s_batch_1024"]
-    )
+    for backend in BACKENDS:
+        if backend != "e3nn":
+            result[f"train_speedup_{backend}_over_e3nn"] = (
+                result[f"{backend}_train_molecules_per_s"] / result["e3nn_train_molecules_per_s"]
+            )
+            result[f"inference_speedup_{backend}_over_e3nn_batch_1024"] = (
+                result[f"{backend}_inference_molecules_per_s_batch_1024"]
+                / result["e3nn_inference_molecules_per_s_batch_1024"]
+            )
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:

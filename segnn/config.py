@@ -66,6 +66,10 @@ class ModelConfig:
     attribute for the N-body system)."""
     charge_product: bool = False
     """Append ``q_i q_j`` (from ``data.charge``) to the invariant edge features."""
+    edge_frame: bool = False
+    """Compute the message products in each edge's own frame (edge along y), where the edge
+    harmonics have one nonzero component and every product is one matmul per ``|m|``: the same
+    function and parameters, less work (:mod:`segnn.o3.edge_frame`). Not for ``energy`` models."""
 
     def __post_init__(self) -> None:
         from ase.data import atomic_numbers
@@ -94,6 +98,11 @@ class ModelConfig:
             raise ConfigError(
                 f"model.task 'energy' predicts one scalar per atom: model.output_irreps must be "
                 f"'1x0e', got {self.output_irreps!r}"
+            )
+        if self.task == "energy" and self.edge_frame:
+            raise ConfigError(
+                "model.edge_frame is not offered for model.task 'energy': forces through the "
+                "frame rotation have not been validated; set model.edge_frame: false"
             )
 
 

@@ -7,6 +7,7 @@ from e3nn import o3
 from torch_geometric.nn import MessagePassing
 
 from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, RadialChannelWeights, SteerableMLP
+from segnn.o3.edge_frame import FrameLayout
 
 
 class SEGNNLayer(MessagePassing):
@@ -21,9 +22,14 @@ class SEGNNLayer(MessagePassing):
       attribute ``a_i`` (gated hidden layer, linear output), with a residual connection;
     * optional equivariant instance norm of ``h'`` over the nodes of each graph.
 
+    With ``rotations`` (:func:`segnn.o3.edge_frame.edge_rotations` of the edge vectors, when
+    ``edge_attr`` are their harmonics) the message MLP runs in each edge's frame: the same
+    function, fewer operations.
+
     Shapes: ``h [N, irreps_hidden.dim]``, ``edge_index [2, E]`` (source, target),
     ``edge_attr [E, irreps_attr.dim]``, ``node_attr [N, irreps_attr.dim]``,
-    ``edge_scalars [E, num_edge_scalars]``, ``batch [N]``, ``edge_weights [E]`` or ``None``
+    ``edge_scalars [E, num_edge_scalars]``, ``batch [N]``, ``edge_weights [E]`` or ``None``,
+    ``rotations`` ``[E, 2l+1, 2l+1]`` for ``l = 1 .. lmax`` or ``None``
     → ``[N, irreps_hidden.dim]``.
     """
 
@@ -44,6 +50,10 @@ class SEGNNLayer(MessagePassing):
             irreps_hidden,
             irreps_attr,
             gate_output=True,
+        )
+        self.message_frames = (
+            FrameLayout(self.message_input.irreps_out),
+            FrameLayout(self.message_mlp.irreps_out),
         )
         self.update_input = IrrepsConcat([irreps_hidden, irreps_hidden])
         self.update_mlp = SteerableMLP(
@@ -69,6 +79,7 @@ class SEGNNLayer(MessagePassing):
         edge_scalars: torch.Tensor,
         batch: torch.Tensor,
         edge_weights: torch.Tensor | None = None,
+        rotations: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         h = self.propagate(
             edge_index,
@@ -77,6 +88,7 @@ class SEGNNLayer(MessagePassing):
             edge_scalars=edge_scalars,
             node_attr=node_attr,
             edge_weights=edge_weights,
+            rotations=rotations,
         )
         if self.norm is not None:
             h = self.norm(h, batch)
@@ -89,8 +101,15 @@ class SEGNNLayer(MessagePassing):
         edge_attr: torch.Tensor,
         edge_scalars: torch.Tensor,
         edge_weights: torch.Tensor | None,
+        rotations: list[torch.Tensor] | None,
     ) -> torch.Tensor:
-        message = self.message_mlp(self.message_input(h_i, h_j, edge_scalars), edge_attr)
+        inputs = self.message_input(h_i, h_j, edge_scalars)
+        if rotations is None:
+            message = self.message_mlp(inputs, edge_attr)
+        else:  # the same map in each edge's frame, where edge_attr is Y(ŷ)
+            layout_in, layout_out = self.message_frames
+            parts = self.message_mlp.forward_frame(layout_in.to_frame(inputs, rotations))
+            message = layout_out.from_frame(parts, rotations)
         if self.radial_weights is not None:
             message = message * self.radial_weights(edge_scalars)
         return message if edge_weights is None else message * edge_weights.unsqueeze(-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
@@ -18,6 +20,7 @@ from segnn.o3 import (
     scalar_irreps,
     weight_balanced_irreps,
 )
+from segnn.o3.edge_frame import edge_rotations
 
 
 class SEGNN(torch.nn.Module):
@@ -36,7 +39,8 @@ class SEGNN(torch.nn.Module):
        (``radial: squared_distance`` or ``distance``), or with an enveloped Bessel basis as edge
        scalars, learnt radial
        per-channel weights on the messages and the envelope weighting messages and node
-       attributes (``radial: bessel``, smooth at ``cutoff``);
+       attributes (``radial: bessel``, smooth at ``cutoff``); with ``edge_frame`` the message
+       products run in each edge's frame (same function, less work);
     4. readout: ``graph`` task — steerable pre-pool MLP on nodes (conditioned on ``a_i``),
        sum/mean pooling, post-pool MLP → ``[num_graphs, output_irreps.dim]``;
        ``node`` task — the pre-pool MLP straight to ``[N, output_irreps.dim]``;
@@ -49,7 +53,7 @@ class SEGNN(torch.nn.Module):
 
     def __init__(self, config: ModelConfig, cutoff: float | None = None):
         super().__init__()
-        self.config = config
+        self.config = dataclasses.replace(config)  # a copy: later edits of config do not reach it
         self.species = list(config.species)
         species_index = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
         for index, symbol in enumerate(self.species):
@@ -161,6 +165,11 @@ class SEGNN(torch.nn.Module):
         node_attr = self.attributes.node_attributes(
             edge_attr, edge_index[1], num_nodes, edge_weights
         )
+        rotations = (
+            edge_rotations(edge_vectors, max(self.irreps_hidden.lmax, 1))
+            if self.config.edge_frame
+            else None
+        )
         if self.config.velocity_attribute:
             velocity_attr = self.attributes.edge_attributes(data.vel.to(pos.dtype))
             node_attr = node_attr + torch.cat(
@@ -174,7 +183,9 @@ class SEGNN(torch.nn.Module):
 
         h = self.embedding(self.node_inputs(data, pos.dtype), node_attr)
         for layer in self.layers:
-            h = layer(h, edge_index, edge_attr, node_attr, edge_scalars, batch, edge_weights)
+            h = layer(
+                h, edge_index, edge_attr, node_attr, edge_scalars, batch, edge_weights, rotations
+            )
         h = self.node_head(h, node_attr)
         if self.config.task == "node":
             return h

@@ -51,6 +51,21 @@ class Gate(torch.nn.Module):
             torch.tensor(field_of_component, dtype=torch.long),
             persistent=False,
         )
+        # In the edge frame (segnn.o3.edge_frame), part k >= 1 holds the gated blocks of degree
+        # >= k channel by channel: the gates of those blocks, in order.
+        first_gate = [sum(mul for mul, _ in gated[:index]) for index in range(len(gated))]
+        self._frame_gates = []
+        for k in range(1, (gated.lmax if len(gated) else 0) + 1):
+            index = [
+                first + channel
+                for first, (mul, ir) in zip(first_gate, gated)
+                if ir.l >= k
+                for channel in range(mul)
+            ]
+            everything = index == list(range(self.num_gates))
+            name = f"frame_gates_{k}"
+            self.register_buffer(name, torch.tensor(index, dtype=torch.long), persistent=False)
+            self._frame_gates.append(None if everything else name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scalars = x[..., : self.num_scalars]
@@ -61,3 +76,30 @@ class Gate(torch.nn.Module):
             return activated
         gate_values = torch.sigmoid(gates).index_select(-1, self.gate_of_component)
         return torch.cat([activated, gated * gate_values], dim=-1)
+
+    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The gate on features stored by ``|m|`` (:mod:`segnn.o3.edge_frame`): part 0 is
+        ``[scalars | gates | m = 0 of the gated]``, part ``k`` ``[2, rows, K_k]``."""
+        scalars, gates, gated = parts[0].split(
+            [
+                self.num_scalars,
+                self.num_gates,
+                parts[0].shape[-1] - self.num_scalars - self.num_gates,
+            ],
+            dim=-1,
+        )
+        activated = torch.nn.functional.silu(scalars)
+        if self.num_gates == 0:
+            return [activated]
+        gate_values = torch.sigmoid(gates)
+        out = [torch.cat([activated, gated * gate_values], dim=-1)]
+        for part, name in zip(parts[1:], self._frame_gates):
+            out.append(
+                part
+                * (
+                    gate_values
+                    if name is None
+                    else gate_values.index_select(-1, getattr(self, name))
+                )
+            )
+        return out

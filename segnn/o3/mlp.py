@@ -34,6 +34,11 @@ class GatedTensorProduct(torch.nn.Module):
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         return self.gate(self.tensor_product(x, attr))
 
+    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The same map on features in the edge frame, stored by ``|m|``
+        (:mod:`segnn.o3.edge_frame`); the attribute is ``Y(ŷ)``."""
+        return self.gate.forward_frame(self.tensor_product.forward_frame(parts))
+
 
 class SteerableMLP(torch.nn.Module):
     """``num_layers`` conditioned tensor products, all but the last gated.
@@ -79,3 +84,10 @@ class SteerableMLP(torch.nn.Module):
         for layer in self.layers:
             x = layer(x, attr)
         return x
+
+    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The same map on features in the edge frame, stored by ``|m|``
+        (:mod:`segnn.o3.edge_frame`), for an MLP conditioned on edge harmonics."""
+        for layer in self.layers:
+            parts = layer.forward_frame(parts)
+        return parts

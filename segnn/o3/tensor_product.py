@@ -40,6 +40,8 @@ from typing import NamedTuple
 import torch
 from e3nn import o3
 
+from segnn.o3.edge_frame import FramePlan
+
 
 class PathGroup(NamedTuple):
     """All paths from one input block to one output block (one per attribute copy coupling them);
@@ -177,6 +179,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros(len(scalar_index)))
         self._cg_cache: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
         self.reference = None  # set by segnn.o3.reference.use_reference_tensor_products
+        self._frame_plan: FramePlan | None = None  # built on the first forward_frame
 
     def _coupling(self, o: int) -> torch.Tensor:
         """``G [attr_dim, d_out * J]`` (float64) for output type ``o``: ``(a @ G)`` viewed
@@ -257,6 +260,28 @@ class ConditionedTensorProduct(torch.nn.Module):
         if self.bias.numel() == 0:
             return y
         return y + self.bias.new_zeros(self.out_dim).index_copy(0, self.scalar_index, self.bias)
+
+    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The product in the edge frame (:mod:`segnn.o3.edge_frame`), the attribute being
+        ``Y(ŷ)``: ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[2, rows, K_k]``) → the
+        ``irreps_out`` features by ``|m|``. One matmul per ``|m|``."""
+        if self._frame_plan is None:
+            self._frame_plan = FramePlan(self)
+        plan = self._frame_plan
+        flat = _cat([weight.reshape(-1) for weight in self.weights], dim=0)
+        rows = parts[0].shape[-2]
+        out = []
+        for k, weight in enumerate(plan.effective_weights(flat)):
+            if k < len(parts) and weight.shape[-2] > 0:
+                out.append(parts[k] @ weight)
+            else:
+                shape = (rows, weight.shape[-1]) if k == 0 else (2, rows, weight.shape[-1])
+                out.append(parts[0].new_zeros(shape))
+        if self.bias.numel():
+            scalar_columns = plan.tensors(self.bias.dtype, self.bias.device)[3]
+            bias = self.bias.new_zeros(out[0].shape[-1]).index_copy(0, scalar_columns, self.bias)
+            out[0] = out[0] + bias
+        return out
 
     def _scalar_output(
         self, o: int, features: list[torch.Tensor], conditioned: torch.Tensor

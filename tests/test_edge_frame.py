@@ -1,0 +1,131 @@
+"""Message products in the edge frame: the rotations, the per-|m| products, whole models — all
+equal to the ordinary path on the same weights, and equivariant."""
+
+import pytest
+import torch
+from e3nn import o3
+
+import segnn
+from segnn.config import ConfigError, load_config
+from segnn.o3 import ConditionedTensorProduct, SteerableMLP, spherical_harmonics_irreps
+from segnn.o3.edge_frame import FrameLayout, FramePlan, edge_rotations
+from segnn.testing import assert_model_equivariant, example_batch
+
+Y_AXIS = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+
+
+def awkward_directions() -> torch.Tensor:
+    """Random directions plus the poles, the xz plane and near-poles of both signs."""
+    torch.manual_seed(0)
+    special = torch.tensor(
+        [
+            [0.0, 1.0, 0.0],
+            [0.0, -2.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [0.0, 0.0, -3.0],
+            [1e-9, -1.0, 0.0],
+            [0.0, 1.0, 1e-12],
+            [0.3, -1e-14, 0.4],
+        ],
+        dtype=torch.float64,
+    )
+    return torch.cat([special, torch.randn(40, 3, dtype=torch.float64)])
+
+
+def test_rotations_take_each_edge_to_the_y_axis():
+    vectors = awkward_directions()
+    for l, rotation in enumerate(edge_rotations(vectors, 4), start=1):
+        harmonics = o3.spherical_harmonics(l, vectors, True, normalization="component")
+        target = o3.spherical_harmonics(l, Y_AXIS, True, normalization="component")
+        assert (torch.einsum("eij,ej->ei", rotation, harmonics) - target).abs().max() < 1e-12
+        identity = torch.eye(2 * l + 1, dtype=torch.float64)
+        assert (rotation @ rotation.transpose(1, 2) - identity).abs().max() < 1e-12
+    assert (torch.linalg.det(edge_rotations(vectors, 1)[0]) - 1).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("lmax_attr", [1, 2, 3])
+def test_product_in_the_frame_equals_the_ordinary_product(lmax_attr):
+    torch.manual_seed(lmax_attr)
+    attr_irreps = spherical_harmonics_irreps(lmax_attr)
+    # repeated types and an output degree above the input's (3o: only through the attribute)
+    irreps_in, irreps_out = o3.Irreps("5x0e+4x1o+3x2e+2x0e"), o3.Irreps("6x0e+3x1o+2x2e+1x1o+2x3o")
+    product = ConditionedTensorProduct(irreps_in, attr_irreps, irreps_out).double()
+    with torch.no_grad():
+        product.bias.normal_()
+    vectors = awkward_directions()
+    attr = o3.spherical_harmonics(
+        list(range(lmax_attr + 1)), vectors, True, normalization="component"
+    )
+    rotations = edge_rotations(vectors, 3)
+    x = torch.randn(len(vectors), irreps_in.dim, dtype=torch.float64, requires_grad=True)
+    ordinary = product(x, attr)
+    layout_in, layout_out = FrameLayout(irreps_in), FrameLayout(irreps_out)
+    framed = layout_out.from_frame(
+        product.forward_frame(layout_in.to_frame(x, rotations)), rotations
+    )
+    assert (framed - ordinary).abs().max() < 1e-12 * ordinary.abs().max()
+    weights = torch.randn_like(ordinary)
+    grads = [
+        torch.autograd.grad((y * weights).sum(), [x, *product.parameters()])
+        for y in (ordinary, framed)
+    ]
+    for mine, theirs in zip(*grads):
+        assert (mine - theirs).abs().max() < 1e-12 * theirs.abs().max().clamp(min=1)
+
+
+def test_gated_mlp_in_the_frame_float32():
+    torch.manual_seed(1)
+    hidden = o3.Irreps("8x0e+4x1o+3x2e")
+    mlp = SteerableMLP(
+        o3.Irreps("9x0e+5x1o+2x2e"), hidden, hidden, spherical_harmonics_irreps(3), gate_output=True
+    )
+    vectors = awkward_directions().float()
+    attr = o3.spherical_harmonics([0, 1, 2, 3], vectors, True, normalization="component")
+    rotations = edge_rotations(vectors, 2)
+    x = torch.randn(len(vectors), mlp.irreps_in.dim)
+    ordinary = mlp(x, attr)
+    parts = mlp.forward_frame(FrameLayout(mlp.irreps_in).to_frame(x, rotations))
+    framed = FrameLayout(mlp.irreps_out).from_frame(parts, rotations)
+    assert (framed - ordinary).abs().max() < 1e-5 * ordinary.abs().max()
+
+
+def test_frame_needs_spherical_harmonic_attributes():
+    product = ConditionedTensorProduct("2x0e+1x1o", "2x0e+1x1o", "2x0e+1x1o")
+    with pytest.raises(ValueError, match="spherical-harmonic attributes"):
+        FramePlan(product)
+
+
+def outputs_and_gradients(model, batch):
+    model.zero_grad()
+    output = model(batch)
+    output.pow(2).sum().backward()
+    return output.detach(), [p.grad.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_model_with_edge_frame_equals_the_ordinary_model(dtype, tolerance):
+    options = {"hidden_features": 32, "lmax_hidden": 2, "lmax_attr": 3, "num_layers": 2}
+    batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
+    results = []
+    for edge_frame in (False, True):
+        torch.manual_seed(0)
+        model = segnn.build_model({"model": options | {"edge_frame": edge_frame}}).to(dtype)
+        results.append(outputs_and_gradients(model, batch))
+    (ordinary, ordinary_gradients), (framed, framed_gradients) = results
+    assert (framed - ordinary).abs().max() <= tolerance * ordinary.abs().max()
+    gradient_scale = max(float(g.abs().max()) for g in ordinary_gradients)
+    for mine, theirs in zip(framed_gradients, ordinary_gradients):
+        assert (mine - theirs).abs().max() <= tolerance * gradient_scale
+
+
+def test_model_with_edge_frame_is_equivariant():
+    torch.manual_seed(0)
+    options = {"hidden_features": 24, "lmax_hidden": 2, "lmax_attr": 2, "num_layers": 2}
+    model = segnn.build_model({"model": options | {"edge_frame": True}}).double()
+    batch = example_batch(names=("CH3CH2OH", "C6H6", "CH3COOH"))
+    assert assert_model_equivariant(model, batch, model.irreps_out, trials=3) < 1e-9
+
+
+def test_edge_frame_is_refused_for_energy_models():
+    with pytest.raises(ConfigError, match="edge_frame"):
+        load_config("configs/ethanol_forces.yaml", ["model.edge_frame=true"])
