@@ -66,6 +66,10 @@ class ModelConfig:
     attribute for the N-body system)."""
     charge_product: bool = False
     """Append ``q_i q_j`` (from ``data.charge``) to the invariant edge features."""
+    attribute_normalization: Literal["component", "integral"] = "component"
+    """Scale of the spherical-harmonic attributes: ``component`` (``Y^0 = 1``) or ``integral``
+    (divided by ``sqrt(4 pi)``, as in the official SEGNN code; it damps every conditioned
+    product at initialisation, which lets deep models train without a norm)."""
     edge_frame: bool = False
     """Compute the message products in each edge's own frame (edge along y), where the edge
     harmonics have one nonzero component and every product is one matmul per ``|m|``: the same
@@ -99,6 +103,8 @@ class ModelConfig:
                 f"model.task 'energy' predicts one scalar per atom: model.output_irreps must be "
                 f"'1x0e', got {self.output_irreps!r}"
             )
+        if self.edge_frame and self.attribute_normalization != "component":
+            raise ConfigError("model.edge_frame needs model.attribute_normalization 'component'")
         if self.task == "energy" and self.edge_frame:
             raise ConfigError(
                 "model.edge_frame is not offered for model.task 'energy': forces through the "

@@ -32,6 +32,15 @@ def test_graph_model_is_invariant(batch64, lmax_attr, norm):
     assert assert_model_equivariant(model, batch64, model.irreps_out) < 1e-9
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"attribute_normalization": "integral"}, {"hidden_allocation": "weights", "lmax_hidden": 1}],
+)
+def test_model_variants_are_invariant(batch64, options):
+    model = small_model(**options)
+    assert assert_model_equivariant(model, batch64, model.irreps_out) < 1e-9
+
+
 @pytest.mark.parametrize("lmax_attr", [1, 2, 3])
 def test_node_model_outputs_vectors(batch64, lmax_attr):
     model = small_model(lmax_attr=lmax_attr, task="node", output_irreps="1x1o+1x0e")
@@ -147,3 +156,19 @@ def test_unknown_element_is_named():
 def test_atoms_to_graph_rejects_bad_input(atoms, message):
     with pytest.raises(ValueError, match=message):
         atoms_to_graph(atoms, 2.0)
+
+
+def test_integral_attributes_are_the_component_ones_over_sqrt_4pi():
+    vectors = torch.randn(10, 3, dtype=torch.float64)
+    component, integral = (
+        SphericalHarmonicsAttributes(2, norm) for norm in ("component", "integral")
+    )
+    scale = (4 * torch.pi) ** 0.5
+    assert torch.allclose(
+        integral.edge_attributes(vectors) * scale, component.edge_attributes(vectors)
+    )
+    target = torch.tensor([0, 0, 1, 1, 2, 2, 2, 3, 3, 3])
+    nodes = integral.node_attributes(integral.edge_attributes(vectors), target, 5)
+    assert torch.allclose(nodes[:, 0], torch.full((5,), 1 / scale, dtype=torch.float64))
+    with pytest.raises(ValueError, match="normalization"):
+        SphericalHarmonicsAttributes(2, "norm")

@@ -60,7 +60,9 @@ class SEGNN(torch.nn.Module):
             species_index[atomic_numbers[symbol]] = index
         self.register_buffer("species_index", species_index, persistent=False)
 
-        self.attributes = SphericalHarmonicsAttributes(config.lmax_attr)
+        self.attributes = SphericalHarmonicsAttributes(
+            config.lmax_attr, config.attribute_normalization
+        )
         irreps_attr = self.attributes.irreps
         if config.radial == "bessel":
             if cutoff is None:

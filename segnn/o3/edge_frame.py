@@ -136,8 +136,8 @@ class FramePlan:
     effective matrices ``W_eff(k)`` of the edge frame, and with which coefficient.
 
     ``W_eff`` of all ``|m| = k`` lives in one flat vector (``sizes`` per ``k``, shapes
-    ``[K_0, N_0]`` and ``[2, K_k, N_k]``); it is ``index_add(target, flat_weights[source] *
-    coefficient)``. ``scalar_columns``: the columns of part 0 that hold ``0e`` outputs (bias).
+    ``[K_k, N_k]``: ``m = -k`` and ``+k`` share their coefficients); it is ``index_add(target,
+    flat_weights[source] * coefficient)``. ``scalar_columns``: the columns of part 0 that hold ``0e`` outputs (bias).
     """
 
     def __init__(self, product):
@@ -158,9 +158,7 @@ class FramePlan:
             (self.layout_in.widths[k] if k <= self.layout_in.lmax else 0, self.layout_out.widths[k])
             for k in range(parts_out)
         ]
-        self.sizes = [
-            (1 if k == 0 else 2) * rows * cols for k, (rows, cols) in enumerate(self.shapes)
-        ]
+        self.sizes = [rows * cols for rows, cols in self.shapes]
         part_offsets = [sum(self.sizes[:k]) for k in range(parts_out)]
 
         def block_offsets(irreps: o3.Irreps, k: int) -> dict[int, int]:
@@ -187,25 +185,24 @@ class FramePlan:
             channel_in = torch.arange(group.mul_in)[:, None]
             channel_out = torch.arange(group.mul_out)[None, :]
             for k in range(min(l_in, l_out) + 1):
-                rows, cols = self.shapes[k]
+                cols = self.shapes[k][1]
                 row = block_offsets(product.irreps_in, k)[group.block_in] + channel_in
                 col = block_offsets(product.irreps_out, k)[group.block_out] + channel_out
-                for side, m in enumerate([0] if k == 0 else [-k, k]):
-                    for path in range(paths):
-                        coefficient = float(block[l_out + m, l_in + m, path])
-                        if abs(coefficient) < 1e-14:
-                            continue
-                        source = (
-                            weight_offset
-                            + (channel_in * paths + path) * group.mul_out
-                            + channel_out
-                        )
-                        target = part_offsets[k] + side * rows * cols + row * cols + col
-                        sources.append(source.flatten())
-                        targets.append(target.flatten())
-                        coefficients.append(
-                            torch.full((source.numel(),), coefficient, dtype=torch.float64)
-                        )
+                for path in range(paths):
+                    coefficient = float(block[l_out + k, l_in + k, path])
+                    if abs(coefficient - float(block[l_out - k, l_in - k, path])) > 1e-12:
+                        raise ValueError(f"path {l_in} -> {l_out} couples m = ±{k} differently")
+                    if abs(coefficient) < 1e-14:
+                        continue
+                    source = (
+                        weight_offset + (channel_in * paths + path) * group.mul_out + channel_out
+                    )
+                    target = part_offsets[k] + row * cols + col
+                    sources.append(source.flatten())
+                    targets.append(target.flatten())
+                    coefficients.append(
+                        torch.full((source.numel(),), coefficient, dtype=torch.float64)
+                    )
             off_diagonal = block.clone()
             for m in range(-min(l_in, l_out), min(l_in, l_out) + 1):
                 off_diagonal[l_out + m, l_in + m] = 0.0
@@ -246,12 +243,9 @@ class FramePlan:
         return self._cache[key]
 
     def effective_weights(self, flat_weights: torch.Tensor) -> list[torch.Tensor]:
-        """``W_eff`` per ``|m|``: ``[K_0, N_0]``, then ``[2, K_k, N_k]``."""
+        """``W_eff`` per ``|m|``, ``[K_k, N_k]`` (the same for ``m = -k`` and ``+k``)."""
         source, target, coefficient, _ = self.tensors(flat_weights.dtype, flat_weights.device)
         flat = flat_weights.new_zeros(self.size).index_add(
             0, target, flat_weights[source] * coefficient
         )
-        return [
-            part.view(shape if k == 0 else (2, *shape))
-            for k, (part, shape) in enumerate(zip(flat.split(self.sizes), self.shapes))
-        ]
+        return [part.view(shape) for part, shape in zip(flat.split(self.sizes), self.shapes)]
