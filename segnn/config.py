@@ -103,8 +103,6 @@ class ModelConfig:
                 f"model.task 'energy' predicts one scalar per atom: model.output_irreps must be "
                 f"'1x0e', got {self.output_irreps!r}"
             )
-        if self.edge_frame and self.attribute_normalization != "component":
-            raise ConfigError("model.edge_frame needs model.attribute_normalization 'component'")
         if self.task == "energy" and self.edge_frame:
             raise ConfigError(
                 "model.edge_frame is not offered for model.task 'energy': forces through the "

@@ -53,11 +53,3 @@ def test_bad_overrides_and_missing_files(tmp_path):
     broken.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
-
-
-def test_edge_frame_needs_component_attributes():
-    with pytest.raises(ConfigError, match="attribute_normalization"):
-        load_config(
-            "configs/qm9.yaml",
-            ["model.edge_frame=true", "model.attribute_normalization=integral"],
-        )

@@ -102,9 +102,22 @@ def outputs_and_gradients(model, batch):
     return output.detach(), [p.grad.detach().clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_model_with_edge_frame_equals_the_ordinary_model(dtype, tolerance):
-    options = {"hidden_features": 32, "lmax_hidden": 2, "lmax_attr": 3, "num_layers": 2}
+@pytest.mark.parametrize(
+    ("dtype", "tolerance", "normalization"),
+    [
+        (torch.float64, 1e-10, "component"),
+        (torch.float32, 1e-5, "component"),
+        (torch.float64, 1e-10, "integral"),
+    ],
+)
+def test_model_with_edge_frame_equals_the_ordinary_model(dtype, tolerance, normalization):
+    options = {
+        "hidden_features": 32,
+        "lmax_hidden": 2,
+        "lmax_attr": 3,
+        "num_layers": 2,
+        "attribute_normalization": normalization,
+    }
     batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
     results = []
     for edge_frame in (False, True):

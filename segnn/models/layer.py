@@ -40,6 +40,7 @@ class SEGNNLayer(MessagePassing):
         num_edge_scalars: int = 1,
         norm: bool = True,
         radial_weights: bool = False,
+        attribute_scale: float = 1.0,
     ):
         super().__init__(aggr="add", node_dim=0)
         irreps_hidden = o3.Irreps(irreps_hidden)
@@ -69,6 +70,7 @@ class SEGNNLayer(MessagePassing):
             RadialChannelWeights(num_edge_scalars, irreps_hidden) if radial_weights else None
         )
         self.irreps_hidden = irreps_hidden
+        self.attribute_scale = attribute_scale  # Y^0 of the edge attributes (edge frame)
 
     def forward(
         self,
@@ -108,7 +110,9 @@ class SEGNNLayer(MessagePassing):
             message = self.message_mlp(inputs, edge_attr)
         else:  # the same map in each edge's frame, where edge_attr is Y(ŷ)
             layout_in, layout_out = self.message_frames
-            parts = self.message_mlp.forward_frame(layout_in.to_frame(inputs, rotations))
+            parts = self.message_mlp.forward_frame(
+                layout_in.to_frame(inputs, rotations), self.attribute_scale
+            )
             message = layout_out.from_frame(parts, rotations)
         if self.radial_weights is not None:
             message = message * self.radial_weights(edge_scalars)

@@ -92,6 +92,7 @@ class SEGNN(torch.nn.Module):
                 num_edge_scalars=num_edge_scalars,
                 norm=config.norm == "instance",
                 radial_weights=self.radial is not None,
+                attribute_scale=self.attributes.constant,
             )
             for _ in range(config.num_layers)
         )

@@ -34,10 +34,12 @@ class GatedTensorProduct(torch.nn.Module):
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         return self.gate(self.tensor_product(x, attr))
 
-    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward_frame(
+        self, parts: list[torch.Tensor], attribute_scale: float = 1.0
+    ) -> list[torch.Tensor]:
         """The same map on features in the edge frame, stored by ``|m|``
-        (:mod:`segnn.o3.edge_frame`); the attribute is ``Y(ŷ)``."""
-        return self.gate.forward_frame(self.tensor_product.forward_frame(parts))
+        (:mod:`segnn.o3.edge_frame`); the attribute is ``attribute_scale * Y(ŷ)``."""
+        return self.gate.forward_frame(self.tensor_product.forward_frame(parts, attribute_scale))
 
 
 class SteerableMLP(torch.nn.Module):
@@ -85,9 +87,12 @@ class SteerableMLP(torch.nn.Module):
             x = layer(x, attr)
         return x
 
-    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward_frame(
+        self, parts: list[torch.Tensor], attribute_scale: float = 1.0
+    ) -> list[torch.Tensor]:
         """The same map on features in the edge frame, stored by ``|m|``
-        (:mod:`segnn.o3.edge_frame`), for an MLP conditioned on edge harmonics."""
+        (:mod:`segnn.o3.edge_frame`), for an MLP conditioned on edge harmonics
+        (``attribute_scale * Y(ŷ)`` in the frame)."""
         for layer in self.layers:
-            parts = layer.forward_frame(parts)
+            parts = layer.forward_frame(parts, attribute_scale)
         return parts

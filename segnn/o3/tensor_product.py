@@ -261,14 +261,19 @@ class ConditionedTensorProduct(torch.nn.Module):
             return y
         return y + self.bias.new_zeros(self.out_dim).index_copy(0, self.scalar_index, self.bias)
 
-    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward_frame(
+        self, parts: list[torch.Tensor], attribute_scale: float = 1.0
+    ) -> list[torch.Tensor]:
         """The product in the edge frame (:mod:`segnn.o3.edge_frame`), the attribute being
-        ``Y(ŷ)``: ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[2, rows, K_k]``) → the
+        ``attribute_scale * Y(ŷ)`` (component normalisation; ``1 / sqrt(4 pi)`` for integral):
+        ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[2, rows, K_k]``) → the
         ``irreps_out`` features by ``|m|``. One matmul per ``|m|``."""
         if self._frame_plan is None:
             self._frame_plan = FramePlan(self)
         plan = self._frame_plan
         flat = _cat([weight.reshape(-1) for weight in self.weights], dim=0)
+        if attribute_scale != 1.0:  # the product is linear in the attribute
+            flat = flat * attribute_scale
         rows = parts[0].shape[-2]
         out = []
         for k, weight in enumerate(plan.effective_weights(flat)):
