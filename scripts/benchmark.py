@@ -106,14 +106,16 @@ def _backend_calls(task, batches: dict, train_size: int, lr: float, device) -> t
     return steps, forwards
 
 
-def benchmark_nbody(device: torch.device, repeats: int, warmup: int) -> dict:
-    config = load_config("configs/nbody.yaml")
+def benchmark_nbody(
+    device: torch.device, repeats: int, warmup: int, overrides: list[str] = ()
+) -> dict:
+    config = load_config("configs/nbody.yaml", list(overrides))
     task = make_task(config)
     dataset: NBody = task.datasets["test"]
     batches = {100: FullGraphCollate()([dataset[i] for i in range(100)]).to(device)}
     steps, forwards = _backend_calls(task, batches, 100, config.train.lr, device)
     calls = {b: functools.partial(forward, 100) for b, forward in forwards.items()}
-    result = {"benchmark": "nbody", "batch_size": 100}
+    result = {"benchmark": "nbody", "overrides": list(overrides), "batch_size": 100}
     for backend, seconds in _interleaved(calls, repeats, warmup, device).items():
         result[f"{backend}_forward_ms"] = 1000 * seconds
     for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
@@ -136,8 +138,12 @@ def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -
     return result
 
 
-def benchmark_qm9(device: torch.device, repeats: int, warmup: int) -> dict:
-    config = load_config("configs/qm9.yaml", ["data.subset={train: 1024, val: 1, test: 1}"])
+def benchmark_qm9(
+    device: torch.device, repeats: int, warmup: int, overrides: list[str] = ()
+) -> dict:
+    config = load_config(
+        "configs/qm9.yaml", ["data.subset={train: 1024, val: 1, test: 1}", *overrides]
+    )
     torch.manual_seed(0)
     task = make_task(config)
     dataset = task.datasets["train"]
@@ -146,6 +152,8 @@ def benchmark_qm9(device: torch.device, repeats: int, warmup: int) -> dict:
     }
     result = {
         "benchmark": "qm9",
+        "overrides": list(overrides),
+        "hidden_irreps": str(_build(task, "segnn", device).network.irreps_hidden),
         "atoms_per_batch_128": int(batches[128].num_nodes),
         "edges_per_batch_128": int(batches[128].edge_index.shape[1]),
     }
@@ -178,12 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--output", type=Path, default=None, help="JSON file to write")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set model.hidden_allocation=dimension (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     benchmarks = {"nbody": benchmark_nbody, "qm9": benchmark_qm9}
-    result = benchmarks[args.which](device, args.repeats, args.warmup)
+    result = benchmarks[args.which](device, args.repeats, args.warmup, args.overrides)
     result.update(
         {
             "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
