@@ -128,6 +128,7 @@ class FrameLayout:
 
 
 def _cat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` that returns a single tensor as it is (no copy, no extra autograd node)."""
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
 
 

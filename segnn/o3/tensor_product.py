@@ -40,7 +40,7 @@ from typing import NamedTuple
 import torch
 from e3nn import o3
 
-from segnn.o3.edge_frame import FramePlan
+from segnn.o3.edge_frame import FramePlan, _cat
 
 
 class PathGroup(NamedTuple):
@@ -88,11 +88,6 @@ def _attribute_slots(
         if ir_out in ir_in * ir_attr
         for copy in range(mul)
     ]
-
-
-def _cat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
-    """``torch.cat`` that returns a single tensor as it is (no copy, no extra autograd node)."""
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
 
 
 class ConditionedTensorProduct(torch.nn.Module):
