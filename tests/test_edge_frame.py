@@ -8,7 +8,7 @@ from e3nn import o3
 import segnn
 from segnn.config import ConfigError, load_config
 from segnn.o3 import ConditionedTensorProduct, SteerableMLP, spherical_harmonics_irreps
-from segnn.o3.edge_frame import FrameLayout, FramePlan, edge_rotations
+from segnn.o3.edge_frame import FrameLayout, FramePlan, edge_rotations, frame_rotations
 from segnn.testing import assert_model_equivariant, example_batch
 
 Y_AXIS = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
@@ -56,7 +56,7 @@ def test_product_in_the_frame_equals_the_ordinary_product(lmax_attr):
     attr = o3.spherical_harmonics(
         list(range(lmax_attr + 1)), vectors, True, normalization="component"
     )
-    rotations = edge_rotations(vectors, 3)
+    rotations = frame_rotations(vectors, 3)
     x = torch.randn(len(vectors), irreps_in.dim, dtype=torch.float64, requires_grad=True)
     ordinary = product(x, attr)
     layout_in, layout_out = FrameLayout(irreps_in), FrameLayout(irreps_out)
@@ -81,7 +81,7 @@ def test_gated_mlp_in_the_frame_float32():
     )
     vectors = awkward_directions().float()
     attr = o3.spherical_harmonics([0, 1, 2, 3], vectors, True, normalization="component")
-    rotations = edge_rotations(vectors, 2)
+    rotations = frame_rotations(vectors, 2)
     x = torch.randn(len(vectors), mlp.irreps_in.dim)
     ordinary = mlp(x, attr)
     parts = mlp.forward_frame(FrameLayout(mlp.irreps_in).to_frame(x, rotations))

@@ -7,7 +7,7 @@ from e3nn import o3
 from torch_geometric.nn import MessagePassing
 
 from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, RadialChannelWeights, SteerableMLP
-from segnn.o3.edge_frame import FrameLayout
+from segnn.o3.edge_frame import FrameConcat, FrameLayout
 
 
 class SEGNNLayer(MessagePassing):
@@ -22,7 +22,7 @@ class SEGNNLayer(MessagePassing):
       attribute ``a_i`` (gated hidden layer, linear output), with a residual connection;
     * optional equivariant instance norm of ``h'`` over the nodes of each graph.
 
-    With ``rotations`` (:func:`segnn.o3.edge_frame.edge_rotations` of the edge vectors, when
+    With ``rotations`` (:func:`segnn.o3.edge_frame.frame_rotations` of the edge vectors, when
     ``edge_attr`` are their harmonics) the message MLP runs in each edge's frame: the same
     function, fewer operations.
 
@@ -44,7 +44,8 @@ class SEGNNLayer(MessagePassing):
     ):
         super().__init__(aggr="add", node_dim=0)
         irreps_hidden = o3.Irreps(irreps_hidden)
-        self.message_input = IrrepsConcat([irreps_hidden, irreps_hidden, f"{num_edge_scalars}x0e"])
+        message_inputs = [irreps_hidden, irreps_hidden, o3.Irreps(f"{num_edge_scalars}x0e")]
+        self.message_input = IrrepsConcat(message_inputs)
         self.message_mlp = SteerableMLP(
             self.message_input.irreps_out,
             irreps_hidden,
@@ -52,8 +53,9 @@ class SEGNNLayer(MessagePassing):
             irreps_attr,
             gate_output=True,
         )
+        # the message input straight into the edge frame, and the message out of it
         self.message_frames = (
-            FrameLayout(self.message_input.irreps_out),
+            FrameConcat(message_inputs),
             FrameLayout(self.message_mlp.irreps_out),
         )
         self.update_input = IrrepsConcat([irreps_hidden, irreps_hidden])
@@ -105,15 +107,14 @@ class SEGNNLayer(MessagePassing):
         edge_weights: torch.Tensor | None,
         rotations: list[torch.Tensor] | None,
     ) -> torch.Tensor:
-        inputs = self.message_input(h_i, h_j, edge_scalars)
         if rotations is None:
-            message = self.message_mlp(inputs, edge_attr)
+            message = self.message_mlp(self.message_input(h_i, h_j, edge_scalars), edge_attr)
         else:  # the same map in each edge's frame, where edge_attr is Y(ŷ)
-            layout_in, layout_out = self.message_frames
+            frame_in, frame_out = self.message_frames
             parts = self.message_mlp.forward_frame(
-                layout_in.to_frame(inputs, rotations), self.attribute_scale
+                frame_in([h_i, h_j, edge_scalars], rotations), self.attribute_scale
             )
-            message = layout_out.from_frame(parts, rotations)
+            message = frame_out.from_frame(parts, rotations)
         if self.radial_weights is not None:
             message = message * self.radial_weights(edge_scalars)
         return message if edge_weights is None else message * edge_weights.unsqueeze(-1)

@@ -20,7 +20,7 @@ from segnn.o3 import (
     scalar_irreps,
     weight_balanced_irreps,
 )
-from segnn.o3.edge_frame import edge_rotations
+from segnn.o3.edge_frame import frame_rotations
 
 
 class SEGNN(torch.nn.Module):
@@ -169,7 +169,7 @@ class SEGNN(torch.nn.Module):
             edge_attr, edge_index[1], num_nodes, edge_weights
         )
         rotations = (
-            edge_rotations(edge_vectors, max(self.irreps_hidden.lmax, 1))
+            frame_rotations(edge_vectors, max(self.irreps_hidden.lmax, 1))
             if self.config.edge_frame
             else None
         )

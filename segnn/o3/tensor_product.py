@@ -237,7 +237,7 @@ class ConditionedTensorProduct(torch.nn.Module):
                     for block, mul in zip(inputs.indices, inputs.muls)
                 ],
                 dim=2,
-            )
+            ).contiguous()  # one copy when a type has one block; several matmuls read it
             for inputs in self._inputs
         ]
         couplings = self._coefficients(x.dtype, x.device)
@@ -261,7 +261,7 @@ class ConditionedTensorProduct(torch.nn.Module):
     ) -> list[torch.Tensor]:
         """The product in the edge frame (:mod:`segnn.o3.edge_frame`), the attribute being
         ``attribute_scale * Y(ŷ)`` (component normalisation; ``1 / sqrt(4 pi)`` for integral):
-        ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[2, rows, K_k]``) → the
+        ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[rows, 2, K_k]``) → the
         ``irreps_out`` features by ``|m|``. One matmul per ``|m|``."""
         if self._frame_plan is None:
             self._frame_plan = FramePlan(self)
@@ -269,13 +269,13 @@ class ConditionedTensorProduct(torch.nn.Module):
         flat = _cat([weight.reshape(-1) for weight in self.weights], dim=0)
         if attribute_scale != 1.0:  # the product is linear in the attribute
             flat = flat * attribute_scale
-        rows = parts[0].shape[-2]
+        rows = parts[0].shape[0]
         out = []
         for k, weight in enumerate(plan.effective_weights(flat)):
             if k < len(parts) and weight.shape[-2] > 0:
                 out.append(parts[k] @ weight)
             else:
-                shape = (rows, weight.shape[-1]) if k == 0 else (2, rows, weight.shape[-1])
+                shape = (rows, weight.shape[-1]) if k == 0 else (rows, 2, weight.shape[-1])
                 out.append(parts[0].new_zeros(shape))
         if self.bias.numel():
             scalar_columns = plan.tensors(self.bias.dtype, self.bias.device)[3]
@@ -304,27 +304,19 @@ class ConditionedTensorProduct(torch.nn.Module):
     def _vector_outputs_weights_first(
         self, features: list[torch.Tensor], attr: torch.Tensor, couplings: list[torch.Tensor]
     ) -> dict[int, torch.Tensor]:
-        """Every output type of dimension > 1, weights first: per input type one matmul over
-        the paths to all of them (``[rows, d_in, C]``, columns (output type, path, channel)),
-        split (not sliced: a split's backward is one concatenation, not a zero-filled scatter
-        per slice); then per output type one batched matmul of ``a @ G`` (``[rows, d_out, J]``)
-        with the stacked mixed features (``[rows, J, W]``)."""
-        rows, parts = attr.shape[0], []
-        for i, feature in enumerate(features):
-            paths = [self._path_weights(i, o) for o in self._vector_outputs if self._paths[i][o]]
-            if paths:
-                mixed = feature @ _cat([p.flatten(1) for p in paths], dim=1)
-                parts.append(iter(mixed.split([p[0].numel() for p in paths], dim=2)))
-            else:
-                parts.append(iter(()))
-        blocks = {}
+        """Every output type of dimension > 1, weights first: per pair of input and output
+        type one matmul over the paths between them (``[rows, d_in, paths * W]``, which is
+        already ``[rows, d_in * paths, W]`` in memory), stacked over the input types
+        (``[rows, J, W]``); then one batched matmul of ``a @ G`` (``[rows, d_out, J]``) with it."""
+        rows, blocks = attr.shape[0], {}
         for o in self._vector_outputs:
             out = self._outputs[o]
+            width = sum(out.muls)
             stacked = _cat(
-                [  # [rows, d_in * paths, W] per input type reaching o
-                    next(part).reshape(rows, width, sum(out.muls))
-                    for part, width in zip(parts, self._widths[o])
-                    if width
+                [
+                    (feature @ self._path_weights(i, o).flatten(1)).view(rows, j_width, width)
+                    for i, (feature, j_width) in enumerate(zip(features, self._widths[o]))
+                    if j_width
                 ],
                 dim=1,
             )
