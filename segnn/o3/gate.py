@@ -68,9 +68,11 @@ class Gate(torch.nn.Module):
             self._frame_gates.append(None if everything else name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scalars = x[..., : self.num_scalars]
-        gates = x[..., self.num_scalars : self.num_scalars + self.num_gates]
-        gated = x[..., self.num_scalars + self.num_gates :]
+        # split, not sliced: a slice's backward writes into a zero-filled copy of all of x
+        scalars, gates, gated = x.split(
+            [self.num_scalars, self.num_gates, x.shape[-1] - self.num_scalars - self.num_gates],
+            dim=-1,
+        )
         activated = torch.nn.functional.silu(scalars)
         if self.num_gates == 0:
             return activated
