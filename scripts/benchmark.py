@@ -13,8 +13,10 @@ throughput at batch 128 (molecules/s of forward+backward+Adam), inference throug
 
 Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
 ``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
-our product with the messages computed in each edge's frame (``model.edge_frame``). They are
-timed in turns (A, B, C, A, B, C, ...).
+our product with the messages computed in each edge's frame (``model.edge_frame``);
+``segnn_edge_frame_compiled`` — that, with the layers compiled (``train.compile``; its first
+step includes the compilation, reported as ``first_train_step_s``). They are timed in turns
+(A, B, C, A, B, C, ...).
 
 Absolute times depend on the machine: compare numbers measured in one run.
 """
@@ -35,12 +37,19 @@ import torch
 
 from segnn.config import load_config
 from segnn.data.nbody import FullGraphCollate, NBody
+from segnn.models import compile_layers
 from segnn.o3.reference import use_reference_tensor_products
 from segnn.train.tasks import make_task
 from segnn.train.trainer import make_optimizer
 
-# name: (e3nn reference products, edge frame for the messages); the reference path first
-BACKENDS = {"e3nn": (True, False), "segnn": (False, False), "segnn_edge_frame": (False, True)}
+# name: (e3nn reference products, edge frame for the messages, torch.compile of the layers);
+# the reference path first
+BACKENDS = {
+    "e3nn": (True, False, False),
+    "segnn": (False, False, False),
+    "segnn_edge_frame": (False, True, False),
+    "segnn_edge_frame_compiled": (False, True, True),
+}
 
 
 def _timed(function, repeats: int, warmup: int, device: torch.device) -> list[float]:
@@ -60,19 +69,27 @@ def _timed(function, repeats: int, warmup: int, device: torch.device) -> list[fl
 
 def _build(task, backend: str, device: torch.device) -> torch.nn.Module:
     """The task's model on ``device`` for one backend, from seed 0 (same weights for all)."""
-    reference, edge_frame = BACKENDS[backend]
+    reference, edge_frame, compiled = BACKENDS[backend]
     task.config.model.edge_frame = edge_frame
     torch.manual_seed(0)
     model = task.build_model().to(device)
     use_reference_tensor_products(model, enabled=reference)
+    if compiled:
+        compile_layers(model)
     return model
 
 
-def _interleaved(functions: dict, repeats: int, warmup: int, device) -> dict[str, float]:
+def _interleaved(
+    functions: dict, repeats: int, warmup: int, device, first_calls: dict | None = None
+) -> dict[str, float]:
     """Median seconds of each function, timed in turns (A, B, A, B, ...) so that drifts of a
-    shared machine's speed hit every backend alike."""
-    for function in functions.values():
-        for _ in range(warmup):
+    shared machine's speed hit every backend alike. ``first_calls`` receives the seconds of
+    each function's first call (compilation included)."""
+    for name, function in functions.items():
+        first = _timed(function, 1, 0, device)[0]
+        if first_calls is not None:
+            first_calls[name] = first
+        for _ in range(warmup - 1):
             function()
     times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
@@ -127,8 +144,9 @@ def benchmark_nbody(
 def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -> dict:
     """Training-step and inference throughputs of each tensor-product backend (same weights)."""
     steps, forwards = _backend_calls(task, batches, 128, lr, device)
-    result = {}
-    for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
+    result, first_steps = {}, {}
+    for backend, seconds in _interleaved(steps, repeats, warmup, device, first_steps).items():
+        result[f"{backend}_first_train_step_s"] = first_steps[backend]
         result[f"{backend}_train_step_ms"] = 1000 * seconds
         result[f"{backend}_train_molecules_per_s"] = 128 / seconds
     for size in (128, 1024):

@@ -184,6 +184,9 @@ class TrainConfig:
     forces_weight: float = 1.0
     """Weight of the force error in the loss (``xyz`` data with forces)."""
     device: str = "auto"
+    compile: bool = False
+    """Compile the message-passing layers with ``torch.compile`` (dynamic shapes; tens of seconds
+    of warm-up). Energy models run eager: forces in the loss need a second derivative."""
     runs_dir: str = "runs"
     run_name: str | None = None
 

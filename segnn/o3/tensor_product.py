@@ -263,9 +263,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         ``attribute_scale * Y(ŷ)`` (component normalisation; ``1 / sqrt(4 pi)`` for integral):
         ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[rows, 2, K_k]``) → the
         ``irreps_out`` features by ``|m|``. One matmul per ``|m|``."""
-        if self._frame_plan is None:
-            self._frame_plan = FramePlan(self)
-        plan = self._frame_plan
+        plan = self.frame_plan()
         flat = _cat([weight.reshape(-1) for weight in self.weights], dim=0)
         if attribute_scale != 1.0:  # the product is linear in the attribute
             flat = flat * attribute_scale
@@ -282,6 +280,12 @@ class ConditionedTensorProduct(torch.nn.Module):
             bias = self.bias.new_zeros(out[0].shape[-1]).index_copy(0, scalar_columns, self.bias)
             out[0] = out[0] + bias
         return out
+
+    def frame_plan(self) -> FramePlan:
+        """The :class:`~segnn.o3.edge_frame.FramePlan` of this product, built on first use."""
+        if self._frame_plan is None:
+            self._frame_plan = FramePlan(self)
+        return self._frame_plan
 
     def _scalar_output(
         self, o: int, features: list[torch.Tensor], conditioned: torch.Tensor

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from segnn.api import model_from_checkpoint
 from segnn.checkpoint import load_checkpoint, save_checkpoint
 from segnn.config import Config, ConfigError, load_config
+from segnn.models.compile import compile_layers
 from segnn.train.schedule import learning_rate_factor
 from segnn.train.tasks import make_task
 
@@ -76,6 +78,16 @@ class Trainer:
         self.collate = self.task.collate
         torch.manual_seed(config.seed)
         self.model = self.task.build_model().to(self.device)
+        self.compiled_layers = 0  # how many layers train.compile compiled
+        if config.train.compile:
+            if config.model.task == "energy":
+                warnings.warn(
+                    "train.compile: energy models run eager (compiled graphs cannot "
+                    "differentiate twice, which training on forces needs)",
+                    stacklevel=2,
+                )
+            else:
+                self.compiled_layers = compile_layers(self.model)
         self.optimizer = make_optimizer(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
         )
