@@ -85,12 +85,16 @@ def frame_order(l: int) -> list[int]:
 
 def frame_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     """:func:`edge_rotations` with the rows of each ``D^l`` in :func:`frame_order`: ``D^l x``
-    then comes out grouped by ``|m|``. ``[E, 2l+1, 2l+1]`` for ``l = 1 .. lmax``; what
-    :class:`FrameLayout` and :class:`FrameConcat` take."""
-    return [
+    then comes out grouped by ``|m|``. ``[E, 2l+1, 2l+1]`` for ``l = 2 .. lmax``; ``D^1`` has
+    one extra zero row, ``[E, 4, 3]``: batched matmuls of 3x3 matrices run ~3x slower than of
+    4x3 ones on CPUs (MKL, ``scripts/benchmark.py qm9``). What :class:`FrameLayout` and
+    :class:`FrameConcat` take."""
+    framed = [
         rotation[:, frame_order(l)]
         for l, rotation in enumerate(edge_rotations(edge_vectors, lmax), start=1)
     ]
+    framed[0] = torch.nn.functional.pad(framed[0], (0, 0, 0, 1))
+    return framed
 
 
 def _frame_parts(
@@ -106,8 +110,11 @@ def _frame_parts(
         # D [rows, d, d] @ block^T [rows, d, mul]: component-major per edge, which batched
         # matmul runs ~1.5x faster than block @ D^T here (3x3 and 5x5 matrices per edge);
         # the rows come out in frame order, m = 0 first, then the pairs ±k
-        rotated = rotations[l - 1] @ block.view(block.shape[0], mul, 2 * l + 1).transpose(1, 2)
-        zero, *pairs = rotated.split([1] + [2] * l, dim=1)  # split: one copy in backward
+        rotation = rotations[l - 1]
+        rotated = rotation @ block.view(block.shape[0], mul, 2 * l + 1).transpose(1, 2)
+        padding = [rotation.shape[1] - 2 * l - 1] if rotation.shape[1] > 2 * l + 1 else []
+        zero, *pairs = rotated.split([1] + [2] * l + padding, dim=1)  # one copy in backward
+        pairs = pairs[:l]
         pieces[0].append(zero.squeeze(1))
         for k, pair in enumerate(pairs, start=1):
             pieces[k].append(pair)
@@ -149,11 +156,12 @@ class FrameLayout:
             if l == 0:
                 blocks.append(next(split[0]))
                 continue
-            # [rows, d, mul] in frame order: m = 0, then the pairs ±k
-            framed = torch.cat(
-                [next(split[0]).unsqueeze(1), *(next(split[k]) for k in range(1, l + 1))], dim=1
-            )
-            block = rotations[l - 1].transpose(1, 2) @ framed
+            # [rows, d, mul] in frame order: m = 0, then the pairs ±k (and D's padding rows)
+            rotation = rotations[l - 1]
+            pieces = [next(split[0]).unsqueeze(1), *(next(split[k]) for k in range(1, l + 1))]
+            if rotation.shape[1] > 2 * l + 1:
+                pieces.append(pieces[0].new_zeros(rows, rotation.shape[1] - 2 * l - 1, mul))
+            block = rotation.transpose(1, 2) @ torch.cat(pieces, dim=1)
             blocks.append(block.transpose(1, 2).reshape(rows, mul * (2 * l + 1)))
         return _cat(blocks, dim=1)
 
