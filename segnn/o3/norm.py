@@ -6,6 +6,8 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
+from segnn.o3.edge_frame import _cat
+
 
 class EquivariantInstanceNorm(torch.nn.Module):
     """Normalise steerable node features graph by graph.
@@ -22,38 +24,33 @@ class EquivariantInstanceNorm(torch.nn.Module):
         super().__init__()
         self.irreps = o3.Irreps(irreps)
         self.eps = eps
-        field_of_component, field_dim, is_scalar = [], [], []
-        for mul, ir in self.irreps:
-            for _ in range(mul):
-                field_of_component += [len(field_dim)] * ir.dim
-                field_dim.append(ir.dim)
-                is_scalar.append(ir == o3.Irrep("0e"))
-        self.num_fields = len(field_dim)
-        self.register_buffer(
-            "field_of_component", torch.tensor(field_of_component), persistent=False
-        )
-        self.register_buffer(
-            "field_dim", torch.tensor(field_dim, dtype=torch.float), persistent=False
-        )
-        scalar_fields = torch.tensor(is_scalar, dtype=torch.bool)
-        self.register_buffer(
-            "scalar_component", scalar_fields[self.field_of_component], persistent=False
-        )
+        # per block: (multiplicity, dimension, is 0e); plain ints for the hot path
+        self._blocks = [(mul, ir.dim, ir == o3.Irrep("0e")) for mul, ir in self.irreps]
+        self._widths = [mul * dim for mul, dim, _ in self._blocks]
+        self._muls = [mul for mul, _, _ in self._blocks]
+        self._scalar_muls = [mul for mul, _, scalar in self._blocks if scalar]
+        self.num_fields = sum(self._muls)
         self.weight = torch.nn.Parameter(torch.ones(self.num_fields))
-        self.bias = torch.nn.Parameter(torch.zeros(int(scalar_fields.sum())))
-        self.register_buffer(
-            "scalar_columns", torch.nonzero(self.scalar_component).flatten(), persistent=False
-        )
+        self.bias = torch.nn.Parameter(torch.zeros(sum(self._scalar_muls)))
 
     def forward(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        mean = scatter(x, batch, dim=0, dim_size=num_graphs, reduce="mean")
-        x = x - torch.where(self.scalar_component, mean, torch.zeros_like(mean))[batch]
-        squares = x.pow(2).new_zeros(x.shape[0], self.num_fields).index_add(
-            1, self.field_of_component, x.pow(2)
-        ) / self.field_dim.to(x.dtype)
-        field_power = scatter(squares, batch, dim=0, dim_size=num_graphs, reduce="mean")
-        scale = (field_power + self.eps).rsqrt()[batch] * self.weight
-        x = x * scale.index_select(1, self.field_of_component)
-        bias = x.new_zeros(x.shape[1]).index_copy(0, self.scalar_columns, self.bias)
-        return x + bias
+        rows = x.shape[0]
+        # block by block (split, not index_add/select over columns: those run slow on CPU)
+        centred, powers = [], []
+        for block, (mul, dim, scalar) in zip(x.split(self._widths, dim=1), self._blocks):
+            if scalar:
+                mean = scatter(block, batch, dim=0, dim_size=num_graphs, reduce="mean")
+                block = block - mean.index_select(0, batch)
+            centred.append(block)
+            powers.append(block.view(rows, mul, dim).pow(2).mean(-1))
+        field_power = scatter(_cat(powers, 1), batch, dim=0, dim_size=num_graphs, reduce="mean")
+        scale = (field_power + self.eps).rsqrt().index_select(0, batch) * self.weight
+        biases = iter(self.bias.split(self._scalar_muls))
+        out = []
+        for block, block_scale, (mul, dim, scalar) in zip(
+            centred, scale.split(self._muls, dim=1), self._blocks
+        ):
+            block = (block.view(rows, mul, dim) * block_scale.unsqueeze(-1)).view(rows, mul * dim)
+            out.append(block + next(biases) if scalar else block)
+        return _cat(out, 1)
