@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 import segnn
 from segnn.config import ModelConfig, load_config
@@ -25,14 +26,18 @@ def test_compiled_layers_equal_eager_ones(edge_frame):
     eager, compiled = segnn.SEGNN(config), segnn.SEGNN(config)
     compiled.load_state_dict(eager.state_dict())
     assert compile_layers(compiled) == 2
-    # two batches of different sizes: dynamic shapes, no recompilation per size
-    for names in (("H2O", "CH4", "NH3"), ("C2H6", "CH3OH")):
+    # batches of different sizes: dynamic shapes, one graph per function for all sizes
+    # (and all layers); the second and third calls compile nothing new
+    graphs = []
+    for names in (("H2O", "CH4", "NH3"), ("C2H6", "CH3OH"), ("H2O",)):
         batch = example_batch(dtype=torch.float32, names=names)
         expected, expected_grads = outputs_and_gradients(eager, batch)
         actual, actual_grads = outputs_and_gradients(compiled, batch)
         assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
         for mine, theirs in zip(actual_grads, expected_grads):
             assert (mine - theirs).abs().max() <= 1e-4 * theirs.abs().max().clamp(min=1e-3)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] > 0 and graphs[1] == graphs[0] and graphs[2] == graphs[0]
 
 
 def test_trainer_compiles_the_layers_when_asked(tmp_path):

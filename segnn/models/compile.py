@@ -22,14 +22,17 @@ def compile_layers(model: torch.nn.Module) -> int:
     """Replace the ``message`` and ``update`` of every :class:`SEGNNLayer` in ``model`` by their
     ``torch.compile(dynamic=True)`` versions, in place; returns the number of layers.
 
+    Call it after moving the model to its device and dtype (a later move compiles again).
     Compilation happens on the first call (tens of seconds on a CPU; cached on disk by torch
     for later runs); outputs equal the eager ones to rounding.
     """
     layers = [module for module in model.modules() if isinstance(module, SEGNNLayer)]
     for layer in layers:
-        for module in layer.message_mlp.modules():  # plans are built outside the graph
-            if isinstance(module, ConditionedTensorProduct):
-                module.frame_plan()
+        parameter = next(layer.parameters())
+        for mlp, frame in ((layer.message_mlp, True), (layer.update_mlp, False)):
+            for module in mlp.modules():  # caches filled outside the compiled graph
+                if isinstance(module, ConditionedTensorProduct):
+                    module.prepare(parameter.dtype, parameter.device, frame=frame)
         layer.message = torch.compile(layer.message, dynamic=True)
         layer.update = torch.compile(layer.update, dynamic=True)
     return len(layers)

@@ -281,6 +281,13 @@ class ConditionedTensorProduct(torch.nn.Module):
             out[0] = out[0] + bias
         return out
 
+    def prepare(self, dtype: torch.dtype, device: torch.device, frame: bool = False) -> None:
+        """Fill the coefficient caches for ``dtype`` on ``device`` (and build the edge-frame plan
+        when ``frame``) now: code compiled with a cache still empty would compile again."""
+        self._coefficients(dtype, device)
+        if frame:
+            self.frame_plan().tensors(dtype, device)
+
     def frame_plan(self) -> FramePlan:
         """The :class:`~segnn.o3.edge_frame.FramePlan` of this product, built on first use."""
         if self._frame_plan is None:
