@@ -87,7 +87,7 @@ def frame_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]
     """:func:`edge_rotations` with the rows of each ``D^l`` in :func:`frame_order`: ``D^l x``
     then comes out grouped by ``|m|``. ``[E, 2l+1, 2l+1]`` for ``l = 2 .. lmax``; ``D^1`` has
     one extra zero row, ``[E, 4, 3]``: batched matmuls of 3x3 matrices run ~3x slower than of
-    4x3 ones on CPUs (MKL, ``scripts/benchmark.py qm9``). What :class:`FrameLayout` and
+    4x3 ones on CPUs (MKL; one-off microbenchmark, 2.8 vs 0.9 ms at 6,000 edges). What :class:`FrameLayout` and
     :class:`FrameConcat` take."""
     framed = [
         rotation[:, frame_order(l)]
@@ -108,7 +108,7 @@ def _frame_parts(
             pieces[0].append(block)
             continue
         # D [rows, d, d] @ block^T [rows, d, mul]: component-major per edge, which batched
-        # matmul runs ~1.5x faster than block @ D^T here (3x3 and 5x5 matrices per edge);
+        # matmul runs ~1.5x faster than block @ D^T here (4x3 and 5x5 matrices per edge);
         # the rows come out in frame order, m = 0 first, then the pairs ±k
         rotation = rotations[l - 1]
         rotated = rotation @ block.view(block.shape[0], mul, 2 * l + 1).transpose(1, 2)
