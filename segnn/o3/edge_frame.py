@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from e3nn import o3
 
-from segnn.o3.irreps import IrrepsConcat
+from segnn.o3.irreps import IrrepsConcat, _cat
 
 
 def edge_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]:
@@ -189,11 +189,6 @@ class FrameConcat:
         split = [x.split(sizes, dim=-1) for x, sizes in zip(features, self._block_sizes)]
         blocks = ((split[i][n], *self._blocks[i][n]) for i, n in self._order)
         return _frame_parts(blocks, rotations, self.lmax)
-
-
-def _cat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
-    """``torch.cat`` that returns a single tensor as it is (no copy, no extra autograd node)."""
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
 
 
 class FramePlan:

@@ -15,6 +15,11 @@ import torch
 from e3nn import o3
 
 
+def _cat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` that returns a single tensor as it is (no copy, no extra autograd node)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
+
+
 def sh_irrep(l: int) -> o3.Irrep:
     """The irrep of degree ``l`` with spherical-harmonic parity ``(-1)**l``."""
     return o3.Irrep(l, (-1) ** l)

@@ -6,7 +6,7 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
-from segnn.o3.edge_frame import _cat
+from segnn.o3.irreps import _cat
 
 
 class EquivariantInstanceNorm(torch.nn.Module):

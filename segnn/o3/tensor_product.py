@@ -40,7 +40,8 @@ from typing import NamedTuple
 import torch
 from e3nn import o3
 
-from segnn.o3.edge_frame import FramePlan, _cat
+from segnn.o3.edge_frame import FramePlan
+from segnn.o3.irreps import _cat
 
 
 class PathGroup(NamedTuple):
