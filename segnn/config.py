@@ -145,6 +145,9 @@ class DataConfig:
     atom_references: bool = False
     """Fit one value per element to the training targets by least squares and learn only the
     remainder (for extensive targets such as U0, U, H, G; always on for ``xyz`` energies)."""
+    centered_positions: bool = False
+    """``nbody`` only: also feed each particle's position relative to its system's centroid as a
+    node input (``model.input_irreps: 2x0e + 2x1o`` instead of ``2x0e + 1x1o``)."""
 
     def __post_init__(self) -> None:
         _require_positive("data.cutoff", self.cutoff)

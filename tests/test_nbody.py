@@ -19,6 +19,7 @@ from segnn.data.nbody import (
     coulomb_forces,
     generate_dataset,
     initial_state,
+    node_inputs,
     potential_energy,
     simulate,
 )
@@ -93,39 +94,68 @@ def test_dataset_items_and_graph(nbody_root):
     assert batch.edge_index.shape == (2, 40)
 
 
-def network(velocity_attribute=True, seed=0):
+def test_centered_positions_are_an_input_vector(nbody_root):
+    dataset = NBody("val", nbody_root, centered_positions=True)
+    item = dataset[0]
+    assert item.x.shape == (5, 8)
+    assert torch.allclose(item.x[:, 5:], item.pos - item.pos.mean(dim=0))
+    assert torch.allclose(item.x[:, 5:].sum(dim=0), torch.zeros(3), atol=1e-5)
+    batch = FullGraphCollate()([dataset[0], dataset[1]])
+    assert torch.allclose(
+        node_inputs(batch.pos, batch.vel, batch.charge, batch.batch, centered_positions=True),
+        batch.x,
+        atol=1e-6,
+    )
+    with pytest.raises(ConfigError, match="2x0e \\+ 2x1o"):
+        from segnn.train.tasks import make_task
+
+        make_task(load_config("configs/nbody.yaml", ["data.centered_positions=true"]))
+
+
+def network(velocity_attribute=True, centered_positions=False, seed=0):
     torch.manual_seed(seed)
-    config = load_config("configs/nbody.yaml", [f"model.velocity_attribute={velocity_attribute}"])
-    return SEGNN(config.model).double()
+    overrides = [f"model.velocity_attribute={velocity_attribute}"]
+    if centered_positions:
+        overrides.append("model.input_irreps=2x0e + 2x1o")
+    return SEGNN(load_config("configs/nbody.yaml", overrides).model).double()
 
 
 def as_float64(tensor):
     return tensor.double() if tensor.is_floating_point() else tensor
 
 
-def with_features(data):
-    """Node inputs rebuilt from the (transformed) velocity and charge: ``|v|, q, v``."""
+def with_features(data, centered_positions=False):
+    """Node inputs rebuilt from the (transformed) positions, velocities and charges."""
     data = data.clone()
-    data.x = torch.cat([data.vel.norm(dim=-1, keepdim=True), data.charge, data.vel], dim=-1)
+    data.x = node_inputs(data.pos, data.vel, data.charge, data.batch, centered_positions)
     return data
 
 
-@pytest.mark.parametrize("velocity_attribute", [True, False])
-def test_displacement_is_an_equivariant_vector(nbody_root, velocity_attribute):
-    model = network(velocity_attribute)
+@pytest.mark.parametrize(
+    "velocity_attribute, centered_positions", [(True, False), (False, False), (True, True)]
+)
+def test_displacement_is_an_equivariant_vector(nbody_root, velocity_attribute, centered_positions):
+    model = network(velocity_attribute, centered_positions)
     dataset = NBody("test", nbody_root)
     batch = FullGraphCollate()([dataset[i] for i in range(4)]).apply(as_float64)
     assert_model_equivariant(
-        lambda data: model(with_features(data)), batch, "1x1o", per_node=True, vector_keys=["vel"]
+        lambda data: model(with_features(data, centered_positions)),
+        batch,
+        "1x1o",
+        per_node=True,
+        vector_keys=["vel"],
     )
 
 
-def test_predicted_positions_follow_translations(nbody_root):
-    model = DisplacementModel(network())
+@pytest.mark.parametrize("centered_positions", [False, True])
+def test_predicted_positions_follow_translations(nbody_root, centered_positions):
+    model = DisplacementModel(network(centered_positions=centered_positions))
     dataset = NBody("test", nbody_root)
-    batch = with_features(FullGraphCollate()([dataset[i] for i in range(3)]).apply(as_float64))
+    batch = FullGraphCollate()([dataset[i] for i in range(3)]).apply(as_float64)
+    batch = with_features(batch, centered_positions)
     shifted = batch.clone()
     shifted.pos = batch.pos + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    shifted = with_features(shifted, centered_positions)
     compare(
         model(batch) + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64),
         model(shifted),
@@ -134,7 +164,7 @@ def test_predicted_positions_follow_translations(nbody_root):
     transform = E3Transform.random(
         batch, reflection=True, generator=torch.Generator().manual_seed(3)
     )
-    moved = with_features(transform.apply(batch, vector_keys=["vel"]))
+    moved = with_features(transform.apply(batch, vector_keys=["vel"]), centered_positions)
     expected = (model(batch) @ transform.rotation.T + transform.translation)[transform.permutation]
     compare(expected, model(moved), "rotoreflection + translation of predicted positions")
 

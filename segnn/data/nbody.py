@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
+from torch_geometric.utils import scatter
 
 from segnn.data.graph import full_graph
 
@@ -145,18 +146,43 @@ def generate_dataset(
     return paths
 
 
+def node_inputs(
+    pos: torch.Tensor,
+    vel: torch.Tensor,
+    charge: torch.Tensor,
+    batch: torch.Tensor | None = None,
+    centered_positions: bool = False,
+) -> torch.Tensor:
+    """The node inputs ``x = (|v|, q, v)`` (``[N, 5]``, ``2x0e + 1x1o``), with
+    ``centered_positions`` also ``x - x̄`` (``[N, 8]``, ``2x0e + 2x1o``), ``x̄`` the centroid of
+    each system (``batch [N]`` says which; ``None``: one system). ``pos, vel [N, 3]``,
+    ``charge [N, 1]``."""
+    features = [vel.norm(dim=-1, keepdim=True), charge, vel]
+    if centered_positions:
+        if batch is None:
+            batch = torch.zeros(len(pos), dtype=torch.long, device=pos.device)
+        features.append(pos - scatter(pos, batch, dim=0, reduce="mean")[batch])
+    return torch.cat(features, dim=-1)
+
+
 class NBody(torch.utils.data.Dataset):
     """One split of the charged N-body data set, generated on first use.
 
     Items are ``Data(pos [5, 3], vel [5, 3], charge [5, 1], x [5, 5], y [5, 3])`` (float32)
     with ``x = (|v|, q, v)`` — irreps ``2x0e + 1x1o`` — and ``y`` the positions 1,000 steps
-    later. Batches get a fully connected graph from :class:`FullGraphCollate`.
+    later. With ``centered_positions`` ``x [5, 8]`` also holds each particle's position relative
+    to the centroid of its system, ``(|v|, q, v, x - x̄)`` (``2x0e + 2x1o``; the official SEGNN
+    code feeds positions too): an invariant of translations, so the model stays equivariant.
+    Batches get a fully connected graph from :class:`FullGraphCollate`.
     """
 
-    input_irreps = "2x0e + 1x1o"
-
     def __init__(
-        self, split: str, root: str | Path = "data/nbody", seed: int = 0, subset: int | None = None
+        self,
+        split: str,
+        root: str | Path = "data/nbody",
+        seed: int = 0,
+        subset: int | None = None,
+        centered_positions: bool = False,
     ):
         if split not in SPLIT_SIZES:
             raise ValueError(f"unknown split {split!r}; choose train, val or test")
@@ -173,14 +199,24 @@ class NBody(torch.utils.data.Dataset):
         self.pos, self.vel = tensors["positions"], tensors["velocities"]
         self.charge = tensors["charges"].unsqueeze(-1)
         self.target = tensors["target_positions"]
+        self.centered_positions = centered_positions
+
+    @staticmethod
+    def input_irreps(centered_positions: bool = False) -> str:
+        """Irreps of the node inputs ``x``."""
+        return "2x0e + 2x1o" if centered_positions else "2x0e + 1x1o"
 
     def __len__(self) -> int:
         return len(self.pos)
 
     def __getitem__(self, item: int) -> Data:
-        vel, charge = self.vel[item], self.charge[item]
-        features = torch.cat([vel.norm(dim=-1, keepdim=True), charge, vel], dim=-1)
-        return Data(pos=self.pos[item], vel=vel, charge=charge, x=features, y=self.target[item])
+        pos, vel, charge = self.pos[item], self.vel[item], self.charge[item]
+        features = [vel.norm(dim=-1, keepdim=True), charge, vel]
+        if self.centered_positions:
+            features.append(pos - pos.mean(dim=0))
+        return Data(
+            pos=pos, vel=vel, charge=charge, x=torch.cat(features, dim=-1), y=self.target[item]
+        )
 
 
 class FullGraphCollate:

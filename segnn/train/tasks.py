@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from ase.data import chemical_symbols
+from e3nn import o3
 from torch_geometric.data import Batch
 
 from segnn.api import DisplacementModel, EnergyModel, PropertyModel
@@ -297,7 +298,12 @@ class NBodyTask:
         self.config = config
         data = config.data
         self.datasets = {
-            split: NBody(split, data.root, subset=getattr(data.subset, split))
+            split: NBody(
+                split,
+                data.root,
+                subset=getattr(data.subset, split),
+                centered_positions=data.centered_positions,
+            )
             for split in ("train", "val", "test")
         }
         self.collate = FullGraphCollate()
@@ -366,9 +372,12 @@ def make_task(config: Config) -> PropertyTask | EnergyForceTask | NBodyTask:
                 "data.dataset 'nbody' predicts displacements: set model.task to 'node' and "
                 "model.output_irreps to '1x1o'"
             )
-        if model.input_irreps is None:
+        expected = NBody.input_irreps(config.data.centered_positions)
+        if model.input_irreps is None or o3.Irreps(model.input_irreps) != o3.Irreps(expected):
             raise ConfigError(
-                f"data.dataset 'nbody' has no atoms: set model.input_irreps to '{NBody.input_irreps}'"
+                f"data.dataset 'nbody' feeds node inputs {expected!r} (data.centered_positions: "
+                f"{str(config.data.centered_positions).lower()}): set model.input_irreps to "
+                f"{expected!r}, got {model.input_irreps!r}"
             )
         return NBodyTask(config)
     if config.data.dataset == "xyz":
