@@ -16,9 +16,11 @@ matmuls plus the rotations (the eSCN trick, Passaro & Zitnick 2023). The result 
 ordinary product to rounding; the weights are the same parameters.
 
 Features in the frame are stored by ``|m|`` (:class:`FrameLayout`): part 0 is ``[rows, K_0]``
-with the ``m = 0`` component of every channel; part ``k >= 1`` is ``[rows, 2, K_k]`` with the
+with the ``m = 0`` component of every channel; part ``k >= 1`` is ``[2, rows, K_k]`` with the
 ``m = -k`` and ``m = +k`` components of every channel of degree ``>= k``; channels keep the order
-of the irreps (block after block). The rotations (:func:`frame_rotations`) list their rows in
+of the irreps (block after block). The sign comes first because copies into ``[rows, 2, K]``
+(pieces of 2 x mul values per row) run ~3x slower on CPUs than into ``[2, rows, K]`` (rows of
+mul values with a long second loop; one-off microbenchmark at 6,000 edges). The rotations (:func:`frame_rotations`) list their rows in
 frame order (``m = 0, -1, +1, -2, +2, ...``), so a rotated block splits into the parts without
 reordering.
 
@@ -113,10 +115,10 @@ def _frame_parts(
         rotation = rotations[l - 1]
         rotated = rotation @ block.view(block.shape[0], mul, 2 * l + 1).transpose(1, 2)
         padding = [rotation.shape[1] - 2 * l - 1] if rotation.shape[1] > 2 * l + 1 else []
-        zero, *pairs = rotated.split([1] + [2] * l + padding, dim=1)  # one copy in backward
-        pairs = pairs[:l]
-        pieces[0].append(zero.squeeze(1))
-        for k, pair in enumerate(pairs, start=1):
+        # viewed [d, rows, mul]: the pairs come out [2, rows, mul] without a copy
+        zero, *pairs = rotated.transpose(0, 1).split([1] + [2] * l + padding, dim=0)
+        pieces[0].append(zero.squeeze(0))
+        for k, pair in enumerate(pairs[:l], start=1):
             pieces[k].append(pair)
     return [_cat(part, dim=-1) for part in pieces]
 
@@ -156,12 +158,12 @@ class FrameLayout:
             if l == 0:
                 blocks.append(next(split[0]))
                 continue
-            # [rows, d, mul] in frame order: m = 0, then the pairs ±k (and D's padding rows)
+            # [d, rows, mul] in frame order: m = 0, then the pairs ±k (and D's padding rows)
             rotation = rotations[l - 1]
-            pieces = [next(split[0]).unsqueeze(1), *(next(split[k]) for k in range(1, l + 1))]
+            pieces = [next(split[0]).unsqueeze(0), *(next(split[k]) for k in range(1, l + 1))]
             if rotation.shape[1] > 2 * l + 1:
-                pieces.append(pieces[0].new_zeros(rows, rotation.shape[1] - 2 * l - 1, mul))
-            block = rotation.transpose(1, 2) @ torch.cat(pieces, dim=1)
+                pieces.append(pieces[0].new_zeros(rotation.shape[1] - 2 * l - 1, rows, mul))
+            block = rotation.transpose(1, 2) @ torch.cat(pieces, dim=0).transpose(0, 1)
             blocks.append(block.transpose(1, 2).reshape(rows, mul * (2 * l + 1)))
         return _cat(blocks, dim=1)
 

@@ -81,7 +81,7 @@ class Gate(torch.nn.Module):
 
     def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
         """The gate on features stored by ``|m|`` (:mod:`segnn.o3.edge_frame`): part 0 is
-        ``[scalars | gates | m = 0 of the gated]``, part ``k`` ``[rows, 2, K_k]``."""
+        ``[scalars | gates | m = 0 of the gated]``, part ``k`` ``[2, rows, K_k]``."""
         scalars, gates, gated = parts[0].split(
             [
                 self.num_scalars,
@@ -99,5 +99,5 @@ class Gate(torch.nn.Module):
             gates_k = (
                 gate_values if name is None else gate_values.index_select(-1, getattr(self, name))
             )
-            out.append(part * gates_k.unsqueeze(-2))
+            out.append(part * gates_k)
         return out

@@ -262,7 +262,7 @@ class ConditionedTensorProduct(torch.nn.Module):
     ) -> list[torch.Tensor]:
         """The product in the edge frame (:mod:`segnn.o3.edge_frame`), the attribute being
         ``attribute_scale * Y(ŷ)`` (component normalisation; ``1 / sqrt(4 pi)`` for integral):
-        ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[rows, 2, K_k]``) → the
+        ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[2, rows, K_k]``) → the
         ``irreps_out`` features by ``|m|``. One matmul per ``|m|``."""
         plan = self.frame_plan()
         flat = _cat([weight.reshape(-1) for weight in self.weights], dim=0)
@@ -274,7 +274,7 @@ class ConditionedTensorProduct(torch.nn.Module):
             if k < len(parts) and weight.shape[-2] > 0:
                 out.append(parts[k] @ weight)
             else:
-                shape = (rows, weight.shape[-1]) if k == 0 else (rows, 2, weight.shape[-1])
+                shape = (rows, weight.shape[-1]) if k == 0 else (2, rows, weight.shape[-1])
                 out.append(parts[0].new_zeros(shape))
         if self.bias.numel():
             scalar_columns = plan.tensors(self.bias.dtype, self.bias.device)[3]
