@@ -43,6 +43,9 @@ from e3nn import o3
 from segnn.o3.edge_frame import FramePlan
 from segnn.o3.irreps import _cat
 
+_SMALL_BATCHED_MATMUL = 400
+"""Multiply-adds per matrix product below which ``torch.bmm`` on CPUs skips BLAS (ATen)."""
+
 
 class PathGroup(NamedTuple):
     """All paths from one input block to one output block (one per attribute copy coupling them);
@@ -158,6 +161,15 @@ class ConditionedTensorProduct(torch.nn.Module):
             [inputs.dim * paths[o] for inputs, paths in zip(self._inputs, self._paths)]
             for o in range(len(self._outputs))
         ]
+        # PyTorch's CPU batched matmul falls back to a plain loop, several times slower than
+        # BLAS, for products of fewer than 400 multiply-adds per row ([d_out, J] @ [J, W]): on
+        # CPUs the coupling of a small vector output pads J with zeros up to that size
+        self._cpu_padding = [
+            max(0, -(-_SMALL_BATCHED_MATMUL // (out.dim * sum(out.muls))) - sum(self._widths[o]))
+            if out.dim > 1
+            else 0
+            for o, out in enumerate(self._outputs)
+        ]
         self._in_widths = [mul * ir.dim for mul, ir in self.irreps_in]
         self._out_widths = [mul * ir.dim for mul, ir in self.irreps_out]
         self._scalar_outputs = [o for o, out in enumerate(self._outputs) if out.dim == 1]
@@ -196,7 +208,17 @@ class ConditionedTensorProduct(torch.nn.Module):
     def _coefficients(self, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
         key = (dtype, device)
         if key not in self._cg_cache:
-            self._cg_cache[key] = [c.to(device=device, dtype=dtype) for c in self._couplings64]
+            couplings = [c.to(device=device, dtype=dtype) for c in self._couplings64]
+            if device.type == "cpu":
+                couplings = [
+                    torch.nn.functional.pad(
+                        c.view(self.attr_dim, out.dim, -1), (0, padding)
+                    ).reshape(self.attr_dim, -1)
+                    if padding
+                    else c
+                    for c, out, padding in zip(couplings, self._outputs, self._cpu_padding)
+                ]
+            self._cg_cache[key] = couplings
         return self._cg_cache[key]
 
     def _path_weights(self, i: int, o: int) -> torch.Tensor:
@@ -324,15 +346,16 @@ class ConditionedTensorProduct(torch.nn.Module):
         for o in self._vector_outputs:
             out = self._outputs[o]
             width = sum(out.muls)
-            stacked = _cat(
-                [
-                    (feature @ self._path_weights(i, o).flatten(1)).view(rows, j_width, width)
-                    for i, (feature, j_width) in enumerate(zip(features, self._widths[o]))
-                    if j_width
-                ],
-                dim=1,
-            )
-            conditioned = (attr @ couplings[o]).view(rows, out.dim, sum(self._widths[o]))
+            mixed = [
+                (feature @ self._path_weights(i, o).flatten(1)).view(rows, j_width, width)
+                for i, (feature, j_width) in enumerate(zip(features, self._widths[o]))
+                if j_width
+            ]
+            padding = self._cpu_padding[o] if attr.device.type == "cpu" else 0
+            if padding:  # zero rows against the coupling's zero columns (see __init__)
+                mixed.append(attr.new_zeros(rows, padding, width))
+            stacked = _cat(mixed, dim=1)
+            conditioned = (attr @ couplings[o]).view(rows, out.dim, stacked.shape[1])
             result = torch.bmm(conditioned, stacked).transpose(1, 2)  # [rows, W, d_out]
             for block, part in zip(out.indices, result.split(out.muls, dim=1)):
                 blocks[block] = part.reshape(rows, part.shape[1] * out.dim)
