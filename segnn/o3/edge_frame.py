@@ -88,9 +88,10 @@ def frame_order(l: int) -> list[int]:
 def frame_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     """:func:`edge_rotations` with the rows of each ``D^l`` in :func:`frame_order`: ``D^l x``
     then comes out grouped by ``|m|``. ``[E, 2l+1, 2l+1]`` for ``l = 2 .. lmax``; ``D^1`` has
-    one extra zero row, ``[E, 4, 3]``: batched matmuls of 3x3 matrices run ~3x slower than of
-    4x3 ones on CPUs (MKL; one-off microbenchmark, 2.8 vs 0.9 ms at 6,000 edges). What :class:`FrameLayout` and
-    :class:`FrameConcat` take."""
+    one extra zero row, ``[E, 4, 3]``: PyTorch's CPU batched matmul runs a plain loop instead of
+    BLAS below 400 multiply-adds per matrix product, and ``3x3 @ 3x36`` (324) ran ~3x slower
+    than ``4x3 @ 3x36`` (432; 2.8 vs 0.9 ms at 6,000 edges, one-off microbenchmark). What
+    :class:`FrameLayout` and :class:`FrameConcat` take."""
     framed = [
         rotation[:, frame_order(l)]
         for l, rotation in enumerate(edge_rotations(edge_vectors, lmax), start=1)
