@@ -188,8 +188,9 @@ class TrainConfig:
     """Weight of the force error in the loss (``xyz`` data with forces)."""
     device: str = "auto"
     compile: bool = False
-    """Compile the message-passing layers with ``torch.compile`` (dynamic shapes; tens of seconds
-    of warm-up). Energy models run eager: forces in the loss need a second derivative."""
+    """Compile the message-passing layers with ``torch.compile`` (dynamic shapes; about a minute
+    or more of warm-up on a CPU). Energy models run eager: forces in the loss need a second
+    derivative."""
     runs_dir: str = "runs"
     run_name: str | None = None
 
