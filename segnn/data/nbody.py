@@ -211,12 +211,8 @@ class NBody(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int) -> Data:
         pos, vel, charge = self.pos[item], self.vel[item], self.charge[item]
-        features = [vel.norm(dim=-1, keepdim=True), charge, vel]
-        if self.centered_positions:
-            features.append(pos - pos.mean(dim=0))
-        return Data(
-            pos=pos, vel=vel, charge=charge, x=torch.cat(features, dim=-1), y=self.target[item]
-        )
+        features = node_inputs(pos, vel, charge, centered_positions=self.centered_positions)
+        return Data(pos=pos, vel=vel, charge=charge, x=features, y=self.target[item])
 
 
 class FullGraphCollate:

@@ -20,9 +20,9 @@ with the ``m = 0`` component of every channel; part ``k >= 1`` is ``[2, rows, K_
 ``m = -k`` and ``m = +k`` components of every channel of degree ``>= k``; channels keep the order
 of the irreps (block after block). The sign comes first because copies into ``[rows, 2, K]``
 (pieces of 2 x mul values per row) run ~3x slower on CPUs than into ``[2, rows, K]`` (rows of
-mul values with a long second loop; one-off microbenchmark at 6,000 edges). The rotations (:func:`frame_rotations`) list their rows in
-frame order (``m = 0, -1, +1, -2, +2, ...``), so a rotated block splits into the parts without
-reordering.
+mul values with a long second loop; one-off microbenchmark at 6,000 edges). The rotations
+(:func:`frame_rotations`) list their rows in frame order (``m = 0, -1, +1, -2, +2, ...``), so a
+rotated block splits into the parts without reordering.
 
 The rotation is a function of the edge direction that jumps where the direction crosses the
 ``xz`` plane (no smooth choice exists on the whole sphere); the product does not depend on the
