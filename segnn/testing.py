@@ -43,6 +43,31 @@ def example_batch(
     )
 
 
+def example_energy_model(cutoff: float = 4.0, seed: int = 0, **model) -> torch.nn.Module:
+    """A small float64 :class:`segnn.EnergyModel` for H, C, O with random weights (``seed``),
+    Bessel radial basis and made-up per-element references; ``model`` overrides
+    :class:`segnn.config.ModelConfig` fields."""
+    from segnn.api import EnergyModel
+    from segnn.config import ModelConfig
+    from segnn.models import SEGNN
+
+    torch.manual_seed(seed)
+    options = {
+        "species": ["H", "C", "O"],
+        "hidden_features": 24,
+        "lmax_hidden": 1,
+        "lmax_attr": 2,
+        "num_layers": 2,
+        "norm": "none",
+        "task": "energy",
+        "radial": "bessel",
+    } | model
+    reference = torch.zeros(119, dtype=torch.float64)
+    reference[[1, 6, 8]] = torch.tensor([-10.7, -48.2, -77.3], dtype=torch.float64)
+    network = SEGNN(ModelConfig(**options), cutoff=cutoff)
+    return EnergyModel(network, cutoff, scale=0.9, atom_reference=reference).double()
+
+
 class EquivarianceError(AssertionError):
     """An output did not transform as its irreps say it should."""
 

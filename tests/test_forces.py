@@ -11,31 +11,15 @@ from ase.io import read
 from torch_geometric.data import Batch
 
 from segnn import EnergyModel, SEGNNCalculator
-from segnn.config import ModelConfig
 from segnn.data import atoms_to_graph
-from segnn.models import SEGNN
 from segnn.o3 import BesselBasis, PolynomialEnvelope
-from segnn.testing import assert_model_equivariant, finite_difference_forces
+from segnn.testing import (
+    assert_model_equivariant,
+    example_energy_model,
+    finite_difference_forces,
+)
 
 ETHANOL = Path(__file__).parents[1] / "data" / "ethanol" / "ethanol_gfn2xtb_500K.extxyz"
-
-
-def energy_model(cutoff=4.0, seed=0, **model) -> EnergyModel:
-    torch.manual_seed(seed)
-    options = {
-        "species": ["H", "C", "O"],
-        "hidden_features": 24,
-        "lmax_hidden": 1,
-        "lmax_attr": 2,
-        "num_layers": 2,
-        "norm": "none",
-        "task": "energy",
-        "radial": "bessel",
-    } | model
-    reference = torch.zeros(119, dtype=torch.float64)
-    reference[[1, 6, 8]] = torch.tensor([-10.7, -48.2, -77.3], dtype=torch.float64)
-    network = SEGNN(ModelConfig(**options), cutoff=cutoff)
-    return EnergyModel(network, cutoff, scale=0.9, atom_reference=reference).double()
 
 
 def ethanol_frames(count: int) -> list[Atoms]:
@@ -79,7 +63,7 @@ def test_bessel_basis_vanishes_at_the_cutoff_and_is_finite_inside():
 # ---------------------------------------------------------------------------- force physics
 @pytest.mark.parametrize("seed", [0, 1])
 def test_forces_equal_finite_differences_random_weights(seed):
-    model = energy_model(seed=seed)
+    model = example_energy_model(seed=seed)
     atoms = ethanol_frames(1)[0]
     forces = model(batch_of(model, [atoms]))["forces"].numpy()
     reference = finite_difference_forces(energy_of(model), atoms)
@@ -89,7 +73,7 @@ def test_forces_equal_finite_differences_random_weights(seed):
 
 
 def test_forces_are_minus_gradient_per_structure_in_a_batch():
-    model = energy_model()
+    model = example_energy_model()
     frames = ethanol_frames(3)
     together = model(batch_of(model, frames))["forces"]
     alone = torch.cat([model(batch_of(model, [atoms]))["forces"] for atoms in frames])
@@ -97,7 +81,7 @@ def test_forces_are_minus_gradient_per_structure_in_a_batch():
 
 
 def test_energy_invariant_and_forces_equivariant():
-    model = energy_model()
+    model = example_energy_model()
     batch = batch_of(model, ethanol_frames(2) + [molecule("CH4"), molecule("H2O")])
 
     assert_model_equivariant(lambda data: model(data)["energy"].unsqueeze(1), batch, "1x0e")
@@ -106,7 +90,7 @@ def test_energy_invariant_and_forces_equivariant():
 
 def test_energy_and_forces_continuous_across_the_cutoff():
     cutoff = 3.0
-    model = energy_model(cutoff=cutoff)
+    model = example_energy_model(cutoff=cutoff)
     water = molecule("H2O")
     water.positions -= water.positions[0]
     energies, forces = [], []
@@ -126,7 +110,7 @@ def test_energy_and_forces_continuous_across_the_cutoff():
 
 
 def test_total_energy_is_per_element_reference_plus_network():
-    model = energy_model()
+    model = example_energy_model()
     atoms = molecule("CH3CH2OH")
     batch = batch_of(model, [atoms])
     network = float(model.network(batch)[0, 0].detach())
@@ -141,7 +125,7 @@ def test_calculator_matches_model_and_runs_optimizer_and_dynamics(tmp_path):
     from ase.md.verlet import VelocityVerlet
     from ase.optimize import BFGS
 
-    model = energy_model()
+    model = example_energy_model()
     atoms = ethanol_frames(1)[0]
     atoms.calc = SEGNNCalculator(model, device="cpu")
     output = model(batch_of(model, [atoms]))
@@ -167,7 +151,7 @@ def test_calculator_matches_model_and_runs_optimizer_and_dynamics(tmp_path):
 
 
 def test_calculator_float32_is_close_to_float64():
-    model = energy_model()
+    model = example_energy_model()
     atoms = ethanol_frames(1)[0]
     exact = SEGNNCalculator(model, device="cpu").get_forces(atoms)
     single = SEGNNCalculator(model, device="cpu", dtype=torch.float32).get_forces(atoms)
@@ -184,7 +168,7 @@ def test_calculator_float32_is_close_to_float64():
     ],
 )
 def test_calculator_rejects_bad_structures_clearly(atoms, message):
-    calculator = SEGNNCalculator(energy_model(), device="cpu")
+    calculator = SEGNNCalculator(example_energy_model(), device="cpu")
     with pytest.raises(ValueError, match=message):
         calculator.get_potential_energy(atoms)
 

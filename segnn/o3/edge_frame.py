@@ -26,8 +26,10 @@ rotated block splits into the parts without reordering.
 
 The rotation is a function of the edge direction that jumps where the direction crosses the
 ``xz`` plane (no smooth choice exists on the whole sphere); the product does not depend on the
-choice. Forces through the frame have not been validated, so energy/force models do not offer
-it (``model.edge_frame`` is refused for the ``energy`` task).
+choice. Each of the two formulas is exact on an open set of directions containing its own, so
+derivatives through the rotation are those of the ordinary product too: forces ``-dE/dx`` and
+their parameter gradients (force training differentiates twice) equal the ordinary path's to
+rounding, also for bonds along ``±y`` and in the ``xz`` plane (``tests/test_edge_frame.py``).
 """
 
 from __future__ import annotations
