@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py nbody [--device cpu] [--threads 2] [--output bench.json]
     python scripts/benchmark.py qm9 [--repeats 5] [--output bench.json]
+    python scripts/benchmark.py ethanol [--threads 1] [--output bench.json]
 
 ``nbody``: forward time of the N-body G+P model (``configs/nbody.yaml``) per batch of 100
 samples, and forward+backward+Adam time per training step, for each backend.
@@ -10,6 +11,11 @@ samples, and forward+backward+Adam time per training step, for each backend.
 36x0e+36x1o+36x2e, 3 attribute degrees, 7 layers, 2 Å radius) on real QM9 molecules: training
 throughput at batch 128 (molecules/s of forward+backward+Adam), inference throughput at batch
 128 and 1,024, for each backend in the same run, with speed-up ratios over the reference.
+
+``ethanol``: the energy/force model of ``configs/ethanol_forces.yaml`` on a training batch of
+real frames: a training step on energies and forces (the force loss differentiates twice) and
+an energy + forces evaluation, for the backends that can differentiate twice (all but the
+compiled one).
 
 Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
 ``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
@@ -98,11 +104,13 @@ def _interleaved(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def _backend_calls(task, batches: dict, train_size: int, lr: float, device) -> tuple[dict, dict]:
+def _backend_calls(
+    task, batches: dict, train_size: int, lr: float, device, backends=tuple(BACKENDS)
+) -> tuple[dict, dict]:
     """Per backend: a training step on ``batches[train_size]`` (forward, backward, Adam) and a
-    no-grad forward of ``batches[size]``."""
+    no-grad forward of ``batches[size]`` (energy models: energies and forces)."""
     steps, forwards = {}, {}
-    for backend in BACKENDS:
+    for backend in backends:
         model = _build(task, backend, device)
         optimizer = make_optimizer(model.parameters(), lr=lr)
 
@@ -138,6 +146,37 @@ def benchmark_nbody(
     for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
         result[f"{backend}_train_step_ms"] = 1000 * seconds
     result["parameters"] = sum(p.numel() for p in task.build_model().parameters())
+    return result
+
+
+def benchmark_ethanol(
+    device: torch.device, repeats: int, warmup: int, overrides: list[str] = ()
+) -> dict:
+    config = load_config("configs/ethanol_forces.yaml", list(overrides))
+    torch.manual_seed(0)
+    task = make_task(config)
+    size = config.train.batch_size
+    dataset = task.datasets["train"]
+    batches = {size: task.collate([dataset[i] for i in range(size)]).to(device)}
+    eager = [backend for backend, (_, _, compiled) in BACKENDS.items() if not compiled]
+    steps, forwards = _backend_calls(task, batches, size, config.train.lr, device, eager)
+    calls = {b: functools.partial(forward, size) for b, forward in forwards.items()}
+    result = {
+        "benchmark": "ethanol",
+        "overrides": list(overrides),
+        "batch_size": size,
+        "atoms_per_batch": int(batches[size].num_nodes),
+        "edges_per_batch": int(batches[size].edge_index.shape[1]),
+    }
+    for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
+        result[f"{backend}_train_step_ms"] = 1000 * seconds
+    for backend, seconds in _interleaved(calls, repeats, warmup, device).items():
+        result[f"{backend}_energy_and_forces_ms"] = 1000 * seconds
+    for backend in eager[1:]:
+        for measure in ("train_step", "energy_and_forces"):
+            result[f"{measure}_speedup_{backend}_over_e3nn"] = (
+                result[f"e3nn_{measure}_ms"] / result[f"{backend}_{measure}_ms"]
+            )
     return result
 
 
@@ -198,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("which", choices=["nbody", "qm9"], help="what to benchmark")
+    parser.add_argument("which", choices=["nbody", "qm9", "ethanol"], help="what to benchmark")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=30)
@@ -216,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    benchmarks = {"nbody": benchmark_nbody, "qm9": benchmark_qm9}
+    benchmarks = {"nbody": benchmark_nbody, "qm9": benchmark_qm9, "ethanol": benchmark_ethanol}
     result = benchmarks[args.which](device, args.repeats, args.warmup, args.overrides)
     result.update(
         {

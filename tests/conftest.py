@@ -1,4 +1,7 @@
-"""Shared fixtures: small real molecules as PyG batches."""
+"""Shared fixtures: small real molecules as PyG batches; the scripts under scripts/ as modules."""
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,3 +18,17 @@ def batch64() -> Batch:
 @pytest.fixture
 def batch32() -> Batch:
     return example_batch(dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("benchmark")`` → ``scripts/benchmark.py`` imported as a module."""
+
+    def load(name: str):
+        path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

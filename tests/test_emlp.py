@@ -1,6 +1,8 @@
 """EMLP's equivariant-basis solver: known dimensions, verified bases, and the cross-check of the
 Clebsch-Gordan coefficients our tensor products use."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from e3nn import o3
@@ -208,16 +210,9 @@ def test_solver_rejects_an_unknown_method():
         equivariant_basis(V(SO(3)), method="lanczos")
 
 
-def test_experiment_configs_are_checked(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "emlp_experiments", Path(__file__).parents[1] / "scripts" / "emlp_experiments.py"
-    )
-    experiments = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiments)
-    shipped = experiments.read_config(Path(__file__).parents[1] / "configs/emlp_synthetic.yaml")
+def test_experiment_configs_are_checked(tmp_path, load_script):
+    experiments = load_script("emlp_experiments")
+    shipped = experiments.read_config(Path("configs/emlp_synthetic.yaml"))
     assert shipped["layers"] == 1 and set(shipped["tasks"]) == set(experiments.TASKS)
     for text, message in [
         ("chanels: 64", "unknown key 'chanels'"),

@@ -1,6 +1,5 @@
 """scripts/summarize_runs.py: mean ± std of test results over runs, named errors."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,12 +7,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def summarize_runs():
-    path = Path(__file__).parents[1] / "scripts" / "summarize_runs.py"
-    spec = importlib.util.spec_from_file_location("summarize_runs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def summarize_runs(load_script):
+    return load_script("summarize_runs")
 
 
 def write_run(directory: Path, seed: int, test_mse: float) -> Path:
