@@ -3,6 +3,7 @@
     python scripts/benchmark.py nbody [--device cpu] [--threads 2] [--output bench.json]
     python scripts/benchmark.py qm9 [--repeats 5] [--output bench.json]
     python scripts/benchmark.py ethanol [--threads 1] [--output bench.json]
+    python scripts/benchmark.py profile [--backend segnn_edge_frame] [--repeats 3]
 
 ``nbody``: forward time of the N-body G+P model (``configs/nbody.yaml``) per batch of 100
 samples, and forward+backward+Adam time per training step, for each backend.
@@ -16,6 +17,13 @@ throughput at batch 128 (molecules/s of forward+backward+Adam), inference throug
 real frames: a training step on energies and forces (the force loss differentiates twice) and
 an energy + forces evaluation, for the backends that can differentiate twice (all but the
 compiled one).
+
+``profile``: where a QM9 training step (paper configuration, batch 128) of one backend spends
+its time, by torch's profiler over ``--repeats`` steps after ``--warmup``: self time per
+category of aten op (matmuls, copies and concatenations, gathers and scatters, views — whose
+time is dispatch overhead —, the rest: elementwise ops and reductions) and the ops that take
+longest. On CPU the profiler's own
+overhead inflates the many small ops a little.
 
 Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
 ``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
@@ -180,6 +188,17 @@ def benchmark_ethanol(
     return result
 
 
+def _qm9_setup(device: torch.device, overrides: list[str], sizes=(128, 1024)):
+    config = load_config(
+        "configs/qm9.yaml", ["data.subset={train: 1024, val: 1, test: 1}", *overrides]
+    )
+    torch.manual_seed(0)
+    task = make_task(config)
+    dataset = task.datasets["train"]
+    batches = {size: task.collate([dataset[i] for i in range(size)]).to(device) for size in sizes}
+    return config, task, batches
+
+
 def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -> dict:
     """Training-step and inference throughputs of each tensor-product backend (same weights)."""
     steps, forwards = _backend_calls(task, batches, 128, lr, device)
@@ -198,15 +217,7 @@ def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -
 def benchmark_qm9(
     device: torch.device, repeats: int, warmup: int, overrides: list[str] = ()
 ) -> dict:
-    config = load_config(
-        "configs/qm9.yaml", ["data.subset={train: 1024, val: 1, test: 1}", *overrides]
-    )
-    torch.manual_seed(0)
-    task = make_task(config)
-    dataset = task.datasets["train"]
-    batches = {
-        size: task.collate([dataset[i] for i in range(size)]).to(device) for size in (128, 1024)
-    }
+    config, task, batches = _qm9_setup(device, overrides)
     result = {
         "benchmark": "qm9",
         "overrides": list(overrides),
@@ -233,16 +244,78 @@ def benchmark_qm9(
     return result
 
 
+OP_CATEGORIES = {
+    "matmul": {"mm", "bmm", "addmm", "baddbmm", "addbmm", "matmul", "linear"},
+    "copy": {"cat", "copy_", "clone", "contiguous", "stack", "_to_copy", "constant_pad_nd"},
+    "gather_scatter": {"index_select", "gather", "scatter_add_", "index_add_", "index_copy"},
+    # metadata only: their time is dispatch overhead
+    "views": set(
+        "view _reshape_alias reshape as_strided split_with_sizes split transpose t permute "
+        "unsqueeze squeeze expand narrow slice select unbind alias detach _unsafe_view "
+        "unflatten flatten".split()
+    ),
+}
+
+
+def profile_qm9(
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    overrides: list[str] = (),
+    backend: str = "segnn_edge_frame",
+) -> dict:
+    """Self time per op category and the slowest ops of one backend's QM9 training step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    config, task, batches = _qm9_setup(device, overrides, sizes=(128,))
+    steps, _ = _backend_calls(task, batches, 128, config.train.lr, device, [backend])
+    step = steps[backend]
+    wall = _timed(step, max(repeats, 1), max(warmup, 1), device)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as profiler:
+        _timed(step, repeats, 0, device)
+    events = [event for event in profiler.key_averages() if event.key.startswith("aten::")]
+
+    def self_ms(event) -> float:  # per step
+        total = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
+        return total / 1000 / repeats
+
+    categories = dict.fromkeys([*OP_CATEGORIES, "other"], 0.0)
+    for event in events:
+        name = event.key.removeprefix("aten::")
+        category = next((c for c, ops in OP_CATEGORIES.items() if name in ops), "other")
+        categories[category] += self_ms(event)
+    total = sum(categories.values())
+    slowest = sorted(events, key=self_ms, reverse=True)[:15]
+    return {
+        "benchmark": "profile",
+        "backend": backend,
+        "overrides": list(overrides),
+        "train_step_ms": 1000 * statistics.median(wall),
+        "profiled_aten_self_ms_per_step": total,
+        **{f"{category}_ms_per_step": ms for category, ms in categories.items()},
+        **{f"{category}_share": ms / total for category, ms in categories.items()},
+        "slowest_ops_ms_per_step": {event.key: round(self_ms(event), 2) for event in slowest},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("which", choices=["nbody", "qm9", "ethanol"], help="what to benchmark")
+    parser.add_argument(
+        "which", choices=["nbody", "qm9", "ethanol", "profile"], help="what to benchmark"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--output", type=Path, default=None, help="JSON file to write")
+    parser.add_argument(
+        "--backend", choices=list(BACKENDS), default="segnn_edge_frame", help="for profile"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -255,7 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    benchmarks = {"nbody": benchmark_nbody, "qm9": benchmark_qm9, "ethanol": benchmark_ethanol}
+    benchmarks = {
+        "nbody": benchmark_nbody,
+        "qm9": benchmark_qm9,
+        "ethanol": benchmark_ethanol,
+        "profile": functools.partial(profile_qm9, backend=args.backend),
+    }
     result = benchmarks[args.which](device, args.repeats, args.warmup, args.overrides)
     result.update(
         {
@@ -267,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     width = max(len(key) for key in result)
     for key, value in result.items():
+        if isinstance(value, dict):
+            print(key)
+            for name, number in value.items():
+                print(f"  {name:<{width - 2}}  {number}")
+            continue
         shown = f"{value:.2f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
     if args.output is not None:

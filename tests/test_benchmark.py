@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="module")
@@ -24,3 +25,15 @@ def test_ethanol_benchmark_times_the_eager_backends(benchmark, tmp_path):
     assert result["train_step_speedup_segnn_edge_frame_over_e3nn"] == pytest.approx(
         result["e3nn_train_step_ms"] / result["segnn_edge_frame_train_step_ms"]
     )
+
+
+def test_profile_splits_a_training_step_into_op_categories(benchmark):
+    tiny = ["model.hidden_features=16", "model.num_layers=1"]
+    result = benchmark.profile_qm9(torch.device("cpu"), repeats=1, warmup=1, overrides=tiny)
+    categories = ("matmul", "copy", "gather_scatter", "views", "other")
+    assert result["train_step_ms"] > 0 and result["matmul_ms_per_step"] > 0
+    assert sum(result[f"{c}_share"] for c in categories) == pytest.approx(1.0)
+    assert sum(result[f"{c}_ms_per_step"] for c in categories) == pytest.approx(
+        result["profiled_aten_self_ms_per_step"]
+    )
+    assert "aten::mm" in result["slowest_ops_ms_per_step"]
