@@ -22,14 +22,13 @@ compiled one).
 its time, by torch's profiler over ``--repeats`` steps after ``--warmup``: self time per
 category of aten op (matmuls, copies and concatenations, gathers and scatters, views — whose
 time is dispatch overhead —, the rest: elementwise ops and reductions) and the ops that take
-longest. On CPU the profiler's own
-overhead inflates the many small ops a little.
+longest. On CPU the profiler's own overhead inflates the many small ops a little.
 
 Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
 ``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
 our product with the messages computed in each edge's frame (``model.edge_frame``);
-``segnn_edge_frame_compiled`` — that, with the layers compiled (``train.compile``; its first
-step includes the compilation, reported as ``first_train_step_s``). They are timed in turns
+``segnn_edge_frame_compiled`` — that, with the layers' messages compiled (``train.compile``;
+its first step includes the compilation, reported as ``first_train_step_s``). They are timed in turns
 (A, B, C, A, B, C, ...).
 
 Absolute times depend on the machine: compare numbers measured in one run.
@@ -56,7 +55,7 @@ from segnn.o3.reference import use_reference_tensor_products
 from segnn.train.tasks import make_task
 from segnn.train.trainer import make_optimizer
 
-# name: (e3nn reference products, edge frame for the messages, torch.compile of the layers);
+# name: (e3nn reference products, edge frame for the messages, torch.compile of the messages);
 # the reference path first
 BACKENDS = {
     "e3nn": (True, False, False),
