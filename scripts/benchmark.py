@@ -28,8 +28,8 @@ Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
 ``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
 our product with the messages computed in each edge's frame (``model.edge_frame``);
 ``segnn_edge_frame_compiled`` — that, with the layers' messages compiled (``train.compile``;
-its first step includes the compilation, reported as ``first_train_step_s``). They are timed in turns
-(A, B, C, A, B, C, ...).
+its first step includes the compilation, reported as ``first_train_step_s``). They are timed
+in turns (A, B, C, A, B, C, ...).
 
 Absolute times depend on the machine: compare numbers measured in one run.
 """
