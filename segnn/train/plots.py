@@ -40,7 +40,7 @@ def learning_curves(metrics_csv: Path, output: Path, validation_units: dict[str,
         )
         axis.set(
             xlabel="epoch",
-            ylabel=f"validation {name} ({unit})",
+            ylabel=f"validation {name} ({unit})" if unit else f"validation {name}",
             yscale="log",
             title=f"validation {name}",
         )
