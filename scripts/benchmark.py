@@ -93,11 +93,17 @@ def _build(task, backend: str, device: torch.device) -> torch.nn.Module:
 
 
 def _interleaved(
-    functions: dict, repeats: int, warmup: int, device, first_calls: dict | None = None
+    functions: dict,
+    repeats: int,
+    warmup: int,
+    device,
+    first_calls: dict | None = None,
+    rounds: dict | None = None,
 ) -> dict[str, float]:
     """Median seconds of each function, timed in turns (A, B, A, B, ...) so that drifts of a
     shared machine's speed hit every backend alike. ``first_calls`` receives the seconds of
-    each function's first call (compilation included)."""
+    each function's first call (compilation included), ``rounds`` the seconds of every
+    turn."""
     for name, function in functions.items():
         first = _timed(function, 1, 0, device)[0]
         if first_calls is not None:
@@ -108,6 +114,8 @@ def _interleaved(
     for _ in range(repeats):
         for name, function in functions.items():
             times[name] += _timed(function, 1, 0, device)
+    if rounds is not None:
+        rounds.update(times)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -201,11 +209,16 @@ def _qm9_setup(device: torch.device, overrides: list[str], sizes=(128, 1024)):
 def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -> dict:
     """Training-step and inference throughputs of each tensor-product backend (same weights)."""
     steps, forwards = _backend_calls(task, batches, 128, lr, device)
-    result, first_steps = {}, {}
-    for backend, seconds in _interleaved(steps, repeats, warmup, device, first_steps).items():
+    result, first_steps, rounds = {}, {}, {}
+    medians = _interleaved(steps, repeats, warmup, device, first_steps, rounds)
+    for backend, seconds in medians.items():
         result[f"{backend}_first_train_step_s"] = first_steps[backend]
         result[f"{backend}_train_step_ms"] = 1000 * seconds
         result[f"{backend}_train_molecules_per_s"] = 128 / seconds
+    for backend in steps:
+        if backend != "e3nn":  # the speed-up within each turn: drifts between turns cancel
+            ratios = [r / b for r, b in zip(rounds["e3nn"], rounds[backend])]
+            result[f"train_speedup_{backend}_over_e3nn_per_turn"] = [round(r, 3) for r in ratios]
     for size in (128, 1024):
         calls = {b: functools.partial(forward, size) for b, forward in forwards.items()}
         for backend, seconds in _interleaved(calls, repeats, min(warmup, 1), device).items():

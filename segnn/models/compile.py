@@ -1,8 +1,11 @@
 """``torch.compile`` for the message-passing layers.
 
-Compiles the message function of every :class:`~segnn.models.SEGNNLayer` with dynamic shapes:
-batches with other numbers of atoms and edges reuse the compiled code, and all layers of a model
-share it (their weights are inputs of the graph, not constants). The messages are where fusing
+Compiles the message function of every :class:`~segnn.models.SEGNNLayer` with one dynamic
+size, the number of edges: batches with other numbers of atoms and edges reuse the compiled
+code, and all layers of a model share it (their weights are inputs of the graph, not
+constants). Everything else (feature widths, the rotations' sizes, the attribute scale) is a
+constant of the graph: ``torch.compile(dynamic=True)`` made them all symbolic, which cost a
+restart of the tracing (a Python float turned into a tensor) and generic kernels. The messages are where fusing
 pays: many copies and elementwise ops around the edge frame on the largest tensors (one row per
 edge). The node updates stay eager: compiling them too doubled the cold compilation on a 2-core
 CPU (81 vs 43 s) for ~5% more training throughput (docs/performance.md). The rest of the forward
@@ -21,12 +24,26 @@ from segnn.models.layer import SEGNNLayer
 from segnn.o3 import ConditionedTensorProduct
 
 
+def _edges_dynamic(message):
+    """``message`` compiled with the first dimension (edges) of its tensors marked dynamic."""
+    compiled = torch.compile(message, dynamic=False)
+
+    def edge_message(h_i, h_j, edge_attr, edge_scalars, edge_weights, rotations):
+        for tensor in (h_i, h_j, edge_attr, edge_scalars, edge_weights, *(rotations or ())):
+            if tensor is not None:
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        return compiled(h_i, h_j, edge_attr, edge_scalars, edge_weights, rotations)
+
+    return edge_message
+
+
 def compile_layers(model: torch.nn.Module) -> int:
     """Replace the ``message`` of every :class:`SEGNNLayer` in ``model`` by its
-    ``torch.compile(dynamic=True)`` version, in place; returns the number of layers.
+    ``torch.compile`` version (dynamic in the number of edges), in place; returns the number
+    of layers.
 
     Call it after moving the model to its device and dtype (a later move compiles again).
-    Compilation happens on the first call (~45 s on a 2-core CPU; cached on disk by torch for
+    Compilation happens on the first call (~40 s on a 2-core CPU; cached on disk by torch for
     later runs); outputs equal the eager ones to rounding.
     """
     layers = [module for module in model.modules() if isinstance(module, SEGNNLayer)]
@@ -35,5 +52,5 @@ def compile_layers(model: torch.nn.Module) -> int:
         for module in layer.message_mlp.modules():  # caches filled outside the compiled graph
             if isinstance(module, ConditionedTensorProduct):
                 module.prepare(parameter.dtype, parameter.device, frame=True)
-        layer.message = torch.compile(layer.message, dynamic=True)
+        layer.message = _edges_dynamic(layer.message)
     return len(layers)
