@@ -214,3 +214,37 @@ def test_predict_refuses_an_nbody_checkpoint(nbody_root, tmp_path, capsys):
     structure.write_text("3\n\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n")
     assert main(["predict", "--checkpoint", str(tmp_path / "nbody.pt"), str(structure)]) == 2
     assert "segnn evaluate" in capsys.readouterr().err
+
+
+def test_per_system_errors_make_the_reported_mse(nbody_root, tmp_path, load_script, capsys):
+    from segnn.checkpoint import save_checkpoint
+    from segnn.train.tasks import make_task
+
+    nbody_errors = load_script("nbody_errors")
+    config = load_config(
+        "configs/nbody.yaml",
+        [f"data.root={nbody_root}", "model.hidden_features=16", "model.num_layers=1"],
+    )
+    torch.manual_seed(0)
+    task = make_task(config)
+    model = task.build_model().eval()
+    dataset = task.datasets["test"]
+    errors = nbody_errors.per_system_errors(model, dataset, batch_size=10)
+    batches = [task.collate([dataset[i] for i in range(len(dataset))])]
+    assert errors.shape == (len(dataset),)
+    assert errors.mean() == pytest.approx(task.evaluate(model, batches)["mse"], rel=1e-6)
+    summary = nbody_errors.analyse(errors, dataset, top=2)
+    worst = summary["worst"][0]
+    assert worst["mse"] == errors.max() and worst["index"] == int(errors.argmax())
+    assert summary["mse_without_worst"] < summary["mse"]
+
+    checkpoint = tmp_path / "best.pt"
+    payload = {"config": config.to_dict(), "model_state": model.state_dict(), "species": ["H"]}
+    save_checkpoint(checkpoint, payload)
+    output = tmp_path / "errors.json"
+    arguments = [str(checkpoint), "--split", "test", "--top", "2", "--output", str(output)]
+    assert nbody_errors.main(arguments) == 0
+    written = json.loads(output.read_text())
+    assert written["mse"] == pytest.approx(errors.mean()) and len(written["per_system_mse"]) == 32
+    assert "worst systems" in capsys.readouterr().out
+    assert nbody_errors.main([str(tmp_path / "missing.pt")]) == 2
