@@ -37,3 +37,24 @@ def test_profile_splits_a_training_step_into_op_categories(benchmark):
         result["profiled_aten_self_ms_per_step"]
     )
     assert "aten::mm" in result["slowest_ops_ms_per_step"]
+
+
+def test_interleaved_timing_keeps_every_turn(benchmark):
+    calls = []
+    functions = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    first, rounds = {}, {}
+    medians = benchmark._interleaved(functions, 3, 2, torch.device("cpu"), first, rounds)
+    # first call and one more warm-up each, then the turns a, b, a, b, a, b
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert set(first) == set(medians) == {"a", "b"}
+    assert [len(rounds[name]) for name in ("a", "b")] == [3, 3]
+    assert medians["a"] == sorted(rounds["a"])[1]
+
+
+@pytest.mark.parametrize("device", ["cpux", "cuda"])
+def test_unusable_devices_are_named(benchmark, device, capsys):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit):
+        benchmark.main(["nbody", "--device", device])
+    assert f"--device {device}" in capsys.readouterr().err.replace("'", "")
