@@ -58,3 +58,19 @@ def test_unusable_devices_are_named(benchmark, device, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(["nbody", "--device", device])
     assert f"--device {device}" in capsys.readouterr().err.replace("'", "")
+
+
+@pytest.mark.slow
+def test_qm9_benchmark_reports_every_backend_and_turn(benchmark, tmp_path):
+    output = tmp_path / "bench.json"
+    tiny = ["--set", "model.hidden_features=8", "--set", "model.num_layers=1"]
+    arguments = ["qm9", "--repeats", "2", "--warmup", "1", "--output", str(output)]
+    assert benchmark.main(arguments + tiny) == 0
+    result = json.loads(output.read_text())
+    assert result["atoms_per_batch_128"] > 128 and result["edges_per_batch_128"] > 0
+    for backend in benchmark.BACKENDS:
+        assert result[f"{backend}_train_molecules_per_s"] > 0
+        assert result[f"{backend}_inference_molecules_per_s_batch_1024"] > 0
+        if backend != "e3nn":
+            turns = result[f"train_speedup_{backend}_over_e3nn_per_turn"]
+            assert len(turns) == 2 and all(ratio > 0 for ratio in turns)
