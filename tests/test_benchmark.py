@@ -11,12 +11,16 @@ def benchmark(load_script):
     return load_script("benchmark")
 
 
-def test_ethanol_benchmark_times_the_eager_backends(benchmark, tmp_path):
-    output = tmp_path / "bench.json"
+def run_tiny(benchmark, which: str, repeats: int, output) -> dict:
+    """``benchmark.py which`` on an 8-feature, one-layer model; its JSON."""
+    arguments = [which, "--repeats", str(repeats), "--warmup", "1", "--output", str(output)]
     tiny = ["--set", "model.hidden_features=8", "--set", "model.num_layers=1"]
-    arguments = ["ethanol", "--repeats", "1", "--warmup", "1", "--output", str(output)]
     assert benchmark.main(arguments + tiny) == 0
-    result = json.loads(output.read_text())
+    return json.loads(output.read_text())
+
+
+def test_ethanol_benchmark_times_the_eager_backends(benchmark, tmp_path):
+    result = run_tiny(benchmark, "ethanol", 1, tmp_path / "bench.json")
     assert result["benchmark"] == "ethanol" and result["atoms_per_batch"] == 8 * 9
     for backend in ("e3nn", "segnn", "segnn_edge_frame"):  # energy models cannot be compiled
         assert result[f"{backend}_train_step_ms"] > 0
@@ -62,11 +66,7 @@ def test_unusable_devices_are_named(benchmark, device, capsys):
 
 @pytest.mark.slow
 def test_qm9_benchmark_reports_every_backend_and_turn(benchmark, tmp_path):
-    output = tmp_path / "bench.json"
-    tiny = ["--set", "model.hidden_features=8", "--set", "model.num_layers=1"]
-    arguments = ["qm9", "--repeats", "2", "--warmup", "1", "--output", str(output)]
-    assert benchmark.main(arguments + tiny) == 0
-    result = json.loads(output.read_text())
+    result = run_tiny(benchmark, "qm9", 2, tmp_path / "bench.json")
     assert result["atoms_per_batch_128"] > 128 and result["edges_per_batch_128"] > 0
     for backend in benchmark.BACKENDS:
         assert result[f"{backend}_train_molecules_per_s"] > 0
