@@ -5,9 +5,9 @@ size, the number of edges: batches with other numbers of atoms and edges reuse t
 code, and all layers of a model share it (their weights are inputs of the graph, not
 constants). Everything else (feature widths, the rotations' sizes, the attribute scale) is a
 constant of the graph: ``torch.compile(dynamic=True)`` made them all symbolic, which cost a
-restart of the tracing (a Python float turned into a tensor) and generic kernels. The messages are where fusing
-pays: many copies and elementwise ops around the edge frame on the largest tensors (one row per
-edge). The node updates stay eager: compiling them too doubled the cold compilation on a 2-core
+restart of the tracing (a Python float turned into a tensor) and generic kernels. The messages
+are where fusing pays: many copies and elementwise ops around the edge frame on the largest
+tensors (one row per edge). The node updates stay eager: compiling them too doubled the cold compilation on a 2-core
 CPU (81 vs 43 s) for ~5% more training throughput (docs/performance.md). The rest of the forward
 pass (attributes, embedding, readout) stays eager as well: it holds data-dependent checks that
 would break the graph, and costs little.
