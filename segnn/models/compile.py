@@ -7,10 +7,10 @@ constants). Everything else (feature widths, the rotations' sizes, the attribute
 constant of the graph: ``torch.compile(dynamic=True)`` made them all symbolic, which cost a
 restart of the tracing (a Python float turned into a tensor) and generic kernels. The messages
 are where fusing pays: many copies and elementwise ops around the edge frame on the largest
-tensors (one row per edge). The node updates stay eager: compiling them too doubled the cold compilation on a 2-core
-CPU (81 vs 43 s) for ~5% more training throughput (docs/performance.md). The rest of the forward
-pass (attributes, embedding, readout) stays eager as well: it holds data-dependent checks that
-would break the graph, and costs little.
+tensors (one row per edge). The node updates stay eager: compiling them too doubled the cold
+compilation on a 2-core CPU (81 vs 43 s) for ~5% more training throughput
+(docs/performance.md). The rest of the forward pass (attributes, embedding, readout) stays
+eager as well: it holds data-dependent checks that would break the graph, and costs little.
 
 What it cannot do: differentiate twice. Energy models trained on forces backpropagate through
 ``-dE/dx`` (``create_graph=True``), which compiled graphs do not support, so those run eager.
