@@ -23,23 +23,8 @@ import torch
 from segnn.api import DisplacementModel, model_from_checkpoint
 from segnn.checkpoint import CheckpointError, load_checkpoint
 from segnn.config import load_config
-from segnn.data.nbody import FullGraphCollate, NBody
-
-
-@torch.no_grad()
-def per_system_errors(
-    model: DisplacementModel, dataset: NBody, batch_size: int = 100
-) -> np.ndarray:
-    """``[num_systems]``: the mean squared position error of each system of ``dataset``
-    (over its particles and the three coordinates), in dataset order."""
-    collate = FullGraphCollate()
-    errors = []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        batch = collate(items)
-        squared = (model(batch).double() - batch.y.double()).pow(2)
-        errors.append(squared.view(len(items), -1).mean(dim=1))
-    return torch.cat(errors).numpy()
+from segnn.data.nbody import NBody
+from segnn.train.tasks import make_task
 
 
 def closest_pair(positions: torch.Tensor) -> float:
@@ -51,7 +36,8 @@ def closest_pair(positions: torch.Tensor) -> float:
 
 
 def analyse(errors: np.ndarray, dataset: NBody, top: int) -> dict:
-    """Summary of ``errors`` (:func:`per_system_errors`) and the ``top`` worst systems."""
+    """Summary of per-system errors (``NBodyTask.per_system_mse``, ``[len(dataset)]``) and
+    the ``top`` worst systems of ``dataset``."""
     worst = np.argsort(errors)[::-1][:top]
     systems = []
     for index in worst.tolist():
@@ -94,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(model, DisplacementModel):
         print(f"error: {args.checkpoint} is not an N-body model", file=sys.stderr)
         return 2
-    data = load_config(payload["config"]).data
-    dataset = NBody(args.split, data.root, centered_positions=data.centered_positions)
-    errors = per_system_errors(model.eval(), dataset)
+    task = make_task(load_config(payload["config"]))
+    dataset = task.datasets[args.split]
+    batches = (
+        task.collate([dataset[i] for i in range(start, min(start + 100, len(dataset)))])
+        for start in range(0, len(dataset), 100)
+    )
+    errors = task.per_system_mse(model.eval(), batches).numpy()
     result = {"checkpoint": str(args.checkpoint), "split": args.split}
     result.update(analyse(errors, dataset, args.top))
     print(

@@ -229,13 +229,18 @@ def test_per_system_errors_make_the_reported_mse(nbody_root, tmp_path, load_scri
     task = make_task(config)
     model = task.build_model().eval()
     dataset = task.datasets["test"]
-    errors = nbody_errors.per_system_errors(model, dataset, batch_size=10)
-    batches = [task.collate([dataset[i] for i in range(len(dataset))])]
+    batches = [
+        task.collate([dataset[i] for i in range(start, start + 8)]) for start in (0, 8, 16, 24)
+    ]
+    errors = task.per_system_mse(model, batches)
     assert errors.shape == (len(dataset),)
-    assert errors.mean() == pytest.approx(task.evaluate(model, batches)["mse"], rel=1e-6)
-    summary = nbody_errors.analyse(errors, dataset, top=2)
+    # system 5 alone gives its own error; the mean is the split's MSE
+    alone = task.per_system_mse(model, [task.collate([dataset[5]])])
+    assert alone.item() == pytest.approx(errors[5].item(), rel=1e-5)
+    assert task.evaluate(model, batches)["mse"] == pytest.approx(errors.mean().item())
+    summary = nbody_errors.analyse(errors.numpy(), dataset, top=2)
     worst = summary["worst"][0]
-    assert worst["mse"] == errors.max() and worst["index"] == int(errors.argmax())
+    assert worst["mse"] == errors.max().item() and worst["index"] == int(errors.argmax())
     assert summary["mse_without_worst"] < summary["mse"]
 
     checkpoint = tmp_path / "best.pt"
@@ -245,6 +250,9 @@ def test_per_system_errors_make_the_reported_mse(nbody_root, tmp_path, load_scri
     arguments = [str(checkpoint), "--split", "test", "--top", "2", "--output", str(output)]
     assert nbody_errors.main(arguments) == 0
     written = json.loads(output.read_text())
-    assert written["mse"] == pytest.approx(errors.mean()) and len(written["per_system_mse"]) == 32
+    assert (
+        written["mse"] == pytest.approx(errors.mean().item())
+        and len(written["per_system_mse"]) == 32
+    )
     assert "worst systems" in capsys.readouterr().out
     assert nbody_errors.main([str(tmp_path / "missing.pt")]) == 2

@@ -27,7 +27,7 @@ from torch_geometric.data import Batch
 from segnn.api import DisplacementModel, EnergyModel, PropertyModel
 from segnn.config import Config, ConfigError
 from segnn.data import AtomsDataset, RadiusGraphCollate
-from segnn.data.nbody import FullGraphCollate, NBody
+from segnn.data.nbody import NUM_PARTICLES, FullGraphCollate, NBody
 from segnn.data.qm9 import QM9, get_target
 from segnn.models import SEGNN
 from segnn.train.plots import parity_plot
@@ -327,9 +327,14 @@ class NBodyTask:
             inputs.append(torch.stack([batch.pos, batch.vel]).double().cpu())
         return torch.cat(predictions), torch.cat(targets), torch.cat(inputs, dim=1)
 
-    def evaluate(self, model: DisplacementModel, batches: Iterable[Batch]) -> dict[str, float]:
+    def per_system_mse(self, model: DisplacementModel, batches: Iterable[Batch]) -> torch.Tensor:
+        """``[num_systems]``: each system's squared position error, averaged over its particles
+        and coordinates (float64, in batch order). Their mean is the split's MSE."""
         predictions, targets, _ = self._predict(model, batches)
-        return {"mse": float((predictions - targets).pow(2).mean())}
+        return (predictions - targets).pow(2).view(-1, NUM_PARTICLES * 3).mean(dim=1)
+
+    def evaluate(self, model: DisplacementModel, batches: Iterable[Batch]) -> dict[str, float]:
+        return {"mse": float(self.per_system_mse(model, batches).mean())}
 
     def report(
         self, model: DisplacementModel, batches: Iterable[Batch], run_dir: Path
