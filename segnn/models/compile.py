@@ -1,8 +1,8 @@
 """``torch.compile`` for the message-passing layers.
 
-Compiles the message function of every :class:`~segnn.models.SEGNNLayer` with one dynamic
-size, the number of edges: batches with other numbers of atoms and edges reuse the compiled
-code, and all layers of a model share it (their weights are inputs of the graph, not
+Compiles the message functions of every :class:`~segnn.models.SEGNNLayer` with one dynamic
+size, the number of edges (or of edge pairs, :mod:`segnn.o3.edge_pairs`): batches with other
+numbers of atoms and edges reuse the compiled code, and all layers of a model share it (their weights are inputs of the graph, not
 constants). Everything else (feature widths, the rotations' sizes, the attribute scale) is a
 constant of the graph: ``torch.compile(dynamic=True)`` made them all symbolic, which cost a
 restart of the tracing (a Python float turned into a tensor) and generic kernels. The messages
@@ -24,23 +24,25 @@ from segnn.models.layer import SEGNNLayer
 from segnn.o3 import ConditionedTensorProduct
 
 
-def _edges_dynamic(message):
-    """``message`` compiled with the first dimension (edges) of its tensors marked dynamic."""
-    compiled = torch.compile(message, dynamic=False)
+def _rows_dynamic(function):
+    """``function`` compiled with the first dimension (edges, or edge pairs) of its tensor
+    arguments, lists of tensors included, marked dynamic."""
+    compiled = torch.compile(function, dynamic=False)
 
-    def edge_message(h_i, h_j, edge_attr, edge_scalars, edge_weights, rotations):
-        for tensor in (h_i, h_j, edge_attr, edge_scalars, edge_weights, *(rotations or ())):
-            if tensor is not None:
-                torch._dynamo.maybe_mark_dynamic(tensor, 0)
-        return compiled(h_i, h_j, edge_attr, edge_scalars, edge_weights, rotations)
+    def rows_dynamic(*arguments, **keywords):
+        for argument in (*arguments, *keywords.values()):
+            for tensor in argument if isinstance(argument, (list, tuple)) else (argument,):
+                if isinstance(tensor, torch.Tensor):
+                    torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        return compiled(*arguments, **keywords)
 
-    return edge_message
+    return rows_dynamic
 
 
 def compile_layers(model: torch.nn.Module) -> int:
-    """Replace the ``message`` of every :class:`SEGNNLayer` in ``model`` by its
-    ``torch.compile`` version (dynamic in the number of edges), in place; returns the number
-    of layers.
+    """Replace the ``message`` and ``paired_message`` of every :class:`SEGNNLayer` in
+    ``model`` by their ``torch.compile`` versions (dynamic in the number of edges or edge
+    pairs), in place; returns the number of layers.
 
     Call it after moving the model to its device and dtype (a later move compiles again).
     Compilation happens on the first call (~40 s on a 2-core CPU; cached on disk by torch for
@@ -52,5 +54,6 @@ def compile_layers(model: torch.nn.Module) -> int:
         for module in layer.message_mlp.modules():  # caches filled outside the compiled graph
             if isinstance(module, ConditionedTensorProduct):
                 module.prepare(parameter.dtype, parameter.device, frame=True)
-        layer.message = _edges_dynamic(layer.message)
+        layer.message = _rows_dynamic(layer.message)
+        layer.paired_message = _rows_dynamic(layer.paired_message)
     return len(layers)

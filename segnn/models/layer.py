@@ -8,6 +8,7 @@ from torch_geometric.nn import MessagePassing
 
 from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, RadialChannelWeights, SteerableMLP
 from segnn.o3.edge_frame import FrameConcat, FrameLayout
+from segnn.o3.edge_pairs import EdgePairs, PairMirror
 
 
 class SEGNNLayer(MessagePassing):
@@ -24,12 +25,14 @@ class SEGNNLayer(MessagePassing):
 
     With ``rotations`` (:func:`segnn.o3.edge_frame.frame_rotations` of the edge vectors, when
     ``edge_attr`` are their harmonics) the message MLP runs in each edge's frame: the same
-    function, fewer operations.
+    function, fewer operations. With ``pairs`` (:class:`segnn.o3.edge_pairs.EdgePairs` of a
+    symmetric graph) it runs in one frame per pair of opposite edges, both directions at once:
+    the same function again, with half the rotations into the frame.
 
     Shapes: ``h [N, irreps_hidden.dim]``, ``edge_index [2, E]`` (source, target),
     ``edge_attr [E, irreps_attr.dim]``, ``node_attr [N, irreps_attr.dim]``,
     ``edge_scalars [E, num_edge_scalars]``, ``batch [N]``, ``edge_weights [E]`` or ``None``,
-    ``rotations`` ``[E, 2l+1, 2l+1]`` for ``l = 1 .. lmax`` or ``None``
+    ``rotations`` ``[E, 2l+1, 2l+1]`` for ``l = 1 .. lmax`` or ``None``, ``pairs`` or ``None``
     → ``[N, irreps_hidden.dim]``.
     """
 
@@ -58,6 +61,7 @@ class SEGNNLayer(MessagePassing):
             FrameConcat(message_inputs),
             FrameLayout(self.message_mlp.irreps_out),
         )
+        self.pair_mirror = PairMirror(self.message_frames[0], swap=(0, 1))
         self.update_input = IrrepsConcat([irreps_hidden, irreps_hidden])
         self.update_mlp = SteerableMLP(
             self.update_input.irreps_out, irreps_hidden, irreps_hidden, irreps_attr
@@ -84,16 +88,29 @@ class SEGNNLayer(MessagePassing):
         batch: torch.Tensor,
         edge_weights: torch.Tensor | None = None,
         rotations: list[torch.Tensor] | None = None,
+        pairs: EdgePairs | None = None,
     ) -> torch.Tensor:
-        h = self.propagate(
-            edge_index,
-            h=h,
-            edge_attr=edge_attr,
-            edge_scalars=edge_scalars,
-            node_attr=node_attr,
-            edge_weights=edge_weights,
-            rotations=rotations,
-        )
+        if pairs is None:
+            h = self.propagate(
+                edge_index,
+                h=h,
+                edge_attr=edge_attr,
+                edge_scalars=edge_scalars,
+                node_attr=node_attr,
+                edge_weights=edge_weights,
+                rotations=rotations,
+            )
+        else:
+            messages = self.paired_message(
+                h.index_select(0, pairs.target),
+                h.index_select(0, pairs.source),
+                pairs.edge_scalars,
+                pairs.edge_weights,
+                pairs.rotations,
+                pairs.back_rotations,
+            )
+            aggregated = self.aggregate(messages, pairs.receivers, dim_size=h.shape[0])
+            h = self.update(aggregated, h, node_attr)
         if self.norm is not None:
             h = self.norm(h, batch)
         return h
@@ -118,6 +135,33 @@ class SEGNNLayer(MessagePassing):
         if self.radial_weights is not None:
             message = message * self.radial_weights(edge_scalars)
         return message if edge_weights is None else message * edge_weights.unsqueeze(-1)
+
+    def paired_message(
+        self,
+        h_target: torch.Tensor,
+        h_source: torch.Tensor,
+        edge_scalars: torch.Tensor,
+        edge_weights: torch.Tensor | None,
+        rotations: list[torch.Tensor],
+        back_rotations: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """The messages of both directions of ``P`` edge pairs ``a → b`` (``h_target`` =
+        ``h_b``, ``h_source`` = ``h_a``, ``[P, irreps_hidden.dim]``; the rest as in
+        :class:`~segnn.o3.edge_pairs.EdgePairs`) → ``[2P, irreps_hidden.dim]``, ``a → b`` then
+        ``b → a`` per pair."""
+        frame_in, frame_out = self.message_frames
+        parts = self.message_mlp.forward_frame(
+            frame_in([h_target, h_source, edge_scalars], rotations),
+            self.attribute_scale,
+            mirror=self.pair_mirror,
+        )
+        back = [rotation.flatten(0, 1) for rotation in back_rotations]
+        message = frame_out.from_frame(parts, back).unflatten(0, (-1, 2))  # [P, 2, dim]
+        if self.radial_weights is not None:
+            message = message * self.radial_weights(edge_scalars).unsqueeze(1)
+        if edge_weights is not None:
+            message = message * edge_weights[:, None, None]
+        return message.flatten(0, 1)
 
     def update(
         self, aggregated: torch.Tensor, h: torch.Tensor, node_attr: torch.Tensor

@@ -21,6 +21,7 @@ from segnn.o3 import (
     weight_balanced_irreps,
 )
 from segnn.o3.edge_frame import frame_rotations
+from segnn.o3.edge_pairs import edge_pairs, forward_edges
 
 
 class SEGNN(torch.nn.Module):
@@ -40,7 +41,8 @@ class SEGNN(torch.nn.Module):
        scalars, learnt radial
        per-channel weights on the messages and the envelope weighting messages and node
        attributes (``radial: bessel``, smooth at ``cutoff``); with ``edge_frame`` the message
-       products run in each edge's frame (same function, less work);
+       products run in each edge's frame (same function, less work), one frame per pair of
+       opposite edges when the graph is symmetric (:mod:`segnn.o3.edge_pairs`);
     4. readout: ``graph`` task — steerable pre-pool MLP on nodes (conditioned on ``a_i``),
        sum/mean pooling, post-pool MLP → ``[num_graphs, output_irreps.dim]``;
        ``node`` task — the pre-pool MLP straight to ``[N, output_irreps.dim]``;
@@ -168,11 +170,6 @@ class SEGNN(torch.nn.Module):
         node_attr = self.attributes.node_attributes(
             edge_attr, edge_index[1], num_nodes, edge_weights
         )
-        rotations = (
-            frame_rotations(edge_vectors, max(self.irreps_hidden.lmax, 1))
-            if self.config.edge_frame
-            else None
-        )
         if self.config.velocity_attribute:
             velocity_attr = self.attributes.edge_attributes(data.vel.to(pos.dtype))
             node_attr = node_attr + torch.cat(
@@ -184,10 +181,20 @@ class SEGNN(torch.nn.Module):
                 [edge_scalars, charge[edge_index[0]] * charge[edge_index[1]]], dim=1
             )
 
+        rotations, pairs = self._edge_frames(edge_index, edge_vectors, edge_scalars, edge_weights)
+
         h = self.embedding(self.node_inputs(data, pos.dtype), node_attr)
         for layer in self.layers:
             h = layer(
-                h, edge_index, edge_attr, node_attr, edge_scalars, batch, edge_weights, rotations
+                h,
+                edge_index,
+                edge_attr,
+                node_attr,
+                edge_scalars,
+                batch,
+                edge_weights,
+                rotations,
+                pairs,
             )
         h = self.node_head(h, node_attr)
         if self.config.task == "node":
@@ -197,6 +204,19 @@ class SEGNN(torch.nn.Module):
             return scatter(h, batch, dim=0, dim_size=num_graphs, reduce="sum")
         pooled = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.config.pool)
         return self.graph_head(pooled, pooled.new_ones(num_graphs, 1))
+
+    def _edge_frames(self, edge_index, edge_vectors, edge_scalars, edge_weights):
+        """``(rotations, pairs)`` for the layers: both ``None`` without ``edge_frame``; pairs
+        of opposite edges (:mod:`segnn.o3.edge_pairs`) when the graph is symmetric, else the
+        rotation of every edge."""
+        if not self.config.edge_frame:
+            return None, None
+        lmax = max(self.irreps_hidden.lmax, 1)
+        forward = forward_edges(edge_index)
+        if forward is None:
+            return frame_rotations(edge_vectors, lmax), None
+        rotations = frame_rotations(edge_vectors[forward], lmax)
+        return None, edge_pairs(edge_index, forward, rotations, edge_scalars, edge_weights)
 
 
 def build_model(config) -> SEGNN:

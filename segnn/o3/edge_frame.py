@@ -180,19 +180,20 @@ class FrameConcat:
 
     def __init__(self, irreps_list: Sequence[o3.Irreps | str]):
         concat = IrrepsConcat(irreps_list)
+        self.irreps_in = concat.irreps_in
         self.irreps_out = concat.irreps_out
         self.lmax = self.irreps_out.lmax if len(self.irreps_out) else 0
         self._block_sizes = concat.block_sizes
-        self._order = concat.order
-        self._blocks = [[(mul, ir.l) for mul, ir in irreps] for irreps in concat.irreps_in]
+        self.order = concat.order  # (input, block): the blocks in column order
+        self.blocks = [[(mul, ir.l) for mul, ir in irreps] for irreps in concat.irreps_in]
 
     def __call__(
         self, features: Sequence[torch.Tensor], rotations: list[torch.Tensor]
     ) -> list[torch.Tensor]:
-        if len(features) != len(self._blocks):
-            raise ValueError(f"expected {len(self._blocks)} inputs, got {len(features)}")
+        if len(features) != len(self.blocks):
+            raise ValueError(f"expected {len(self.blocks)} inputs, got {len(features)}")
         split = [x.split(sizes, dim=-1) for x, sizes in zip(features, self._block_sizes)]
-        blocks = ((split[i][n], *self._blocks[i][n]) for i, n in self._order)
+        blocks = ((split[i][n], *self.blocks[i][n]) for i, n in self.order)
         return _frame_parts(blocks, rotations, self.lmax)
 
 

@@ -280,24 +280,36 @@ class ConditionedTensorProduct(torch.nn.Module):
         return y + self.bias.new_zeros(self.out_dim).index_copy(0, self.scalar_index, self.bias)
 
     def forward_frame(
-        self, parts: list[torch.Tensor], attribute_scale: float = 1.0
+        self,
+        parts: list[torch.Tensor],
+        attribute_scale: float = 1.0,
+        mirror: torch.nn.Module | None = None,
     ) -> list[torch.Tensor]:
         """The product in the edge frame (:mod:`segnn.o3.edge_frame`), the attribute being
         ``attribute_scale * Y(ŷ)`` (component normalisation; ``1 / sqrt(4 pi)`` for integral):
         ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[2, rows, K_k]``) → the
-        ``irreps_out`` features by ``|m|``. One matmul per ``|m|``."""
+        ``irreps_out`` features by ``|m|``. One matmul per ``|m|``.
+
+        With ``mirror`` (a :class:`~segnn.o3.edge_pairs.PairMirror` of this product's inputs)
+        the rows are edge pairs and the result has ``2 * rows`` rows: both directions of each
+        pair, interleaved (:mod:`segnn.o3.edge_pairs`)."""
         plan = self.frame_plan()
         flat = _cat([weight.reshape(-1) for weight in self.weights], dim=0)
         if attribute_scale != 1.0:  # the product is linear in the attribute
             flat = flat * attribute_scale
+        weights = plan.effective_weights(flat)
+        if mirror is not None:
+            weights = mirror(weights)
         rows = parts[0].shape[0]
         out = []
-        for k, weight in enumerate(plan.effective_weights(flat)):
+        for k, weight in enumerate(weights):
             if k < len(parts) and weight.shape[-2] > 0:
                 out.append(parts[k] @ weight)
             else:
                 shape = (rows, weight.shape[-1]) if k == 0 else (2, rows, weight.shape[-1])
                 out.append(parts[0].new_zeros(shape))
+        if mirror is not None:  # [rows, 2 N] is [2 rows, N], the directions interleaved
+            out = [part.view(*part.shape[:-2], 2 * rows, part.shape[-1] // 2) for part in out]
         if self.bias.numel():
             scalar_columns = plan.tensors(self.bias.dtype, self.bias.device)[3]
             bias = self.bias.new_zeros(out[0].shape[-1]).index_copy(0, scalar_columns, self.bias)

@@ -1,0 +1,144 @@
+"""Both directions of an edge in one edge frame.
+
+Radius graphs are symmetric: with the edge ``a → b`` comes ``b → a``, whose vector is the
+negative. If ``D`` rotates ``r̂`` onto ``ŷ`` (:mod:`segnn.o3.edge_frame`), then ``S D`` rotates
+``-r̂`` onto ``ŷ``, with ``S`` the rotation by π about ``x``. In e3nn's basis ``S`` is diagonal:
+``(-1)^l`` on the components ``m >= 0``, ``-(-1)^l`` on ``m < 0``; write it ``(-1)^l τ``. A
+message product conditioned on the edge's harmonics does not depend on which rotation takes the
+edge onto ``ŷ``, so the reverse message can be computed in the frame ``S D``:
+
+* its input there, ``S [D h_a ; D h_b ; s]`` (receiver first), is ``τ`` times the forward
+  edge's rotated input ``[D h_b ; D h_a ; s]`` with its two feature blocks exchanged and signed
+  by ``(-1)^l``;
+* the frame products couple ``m`` to ``m`` with the same weights for ``±m``, and the gates scale
+  whole fields by invariant scalars, so ``τ`` (``-1`` on ``m < 0``) passes through the message
+  MLP and cancels against the one of ``S^T`` when rotating back: the reverse message is
+  ``D^T (-1)^l y`` for the MLP's output ``y`` on the unsigned input;
+* the exchange and the signs act on the rows of the first product's weights:
+  ``x̃ W = x W̃``, ``W̃`` being ``W`` with the two feature blocks of rows exchanged and signed.
+
+So each pair is rotated into its frame once (half the rotations and gathers of the message
+inputs), and the first product of both directions is one matmul ``x @ [W | W̃]`` whose
+``[pairs, 2 N]`` result already is ``[2 pairs, N]``: the two directions interleaved, ``a → b``
+then ``b → a``. The rest of the message MLP and the rotation back run per directed edge in that
+order. The result equals the per-edge frame (and the ordinary product) to rounding, derivatives
+with respect to positions included (``tests/test_edge_pairs.py``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from segnn.o3.edge_frame import FrameConcat
+
+
+def forward_edges(edge_index: torch.Tensor) -> torch.Tensor | None:
+    """Indices ``[P]`` of the edges ``a → b`` with ``a < b`` when every edge of ``edge_index``
+    (``[2, E]``, source first) comes with its reverse (``E = 2P``; duplicate edges pair with
+    duplicate reverses); ``None`` for graphs that are not symmetric, have self-loops or no
+    edges."""
+    source, target = edge_index
+    if source.numel() == 0 or source.numel() % 2 or bool((source == target).any()):
+        return None
+    ahead = source < target
+    forward = ahead.nonzero().squeeze(1)
+    if 2 * forward.numel() != source.numel():
+        return None
+    span = int(edge_index.max()) + 1
+    keys = torch.sort(source[ahead] * span + target[ahead]).values
+    reverse_keys = torch.sort(target[~ahead] * span + source[~ahead]).values
+    return forward if torch.equal(keys, reverse_keys) else None
+
+
+class EdgePairs(NamedTuple):
+    """A symmetric graph's edges pair by pair (see the module docstring).
+
+    ``source``, ``target`` ``[P]``: the edges ``a → b`` (``a < b``); ``receivers`` ``[2P]``:
+    where the interleaved messages go (``b``, then ``a``, per pair); ``rotations``:
+    :func:`~segnn.o3.edge_frame.frame_rotations` of ``pos[a] - pos[b]``, ``[P, d', d]`` per
+    degree; ``back_rotations``: ``[P, 2, d', d]``, ``D`` and ``(-1)^l D`` (rotating each
+    direction's message back); ``edge_scalars`` ``[P, S]``, ``edge_weights`` ``[P]`` or ``None``:
+    those of the edges ``a → b`` (the same for ``b → a``).
+    """
+
+    source: torch.Tensor
+    target: torch.Tensor
+    receivers: torch.Tensor
+    rotations: list[torch.Tensor]
+    back_rotations: list[torch.Tensor]
+    edge_scalars: torch.Tensor
+    edge_weights: torch.Tensor | None
+
+
+def edge_pairs(
+    edge_index: torch.Tensor,
+    forward: torch.Tensor,
+    rotations: list[torch.Tensor],
+    edge_scalars: torch.Tensor,
+    edge_weights: torch.Tensor | None,
+) -> EdgePairs:
+    """:class:`EdgePairs` from the edges ``forward`` (:func:`forward_edges`), the frame
+    ``rotations`` of their vectors, and every edge's ``edge_scalars`` ``[E, S]`` and
+    ``edge_weights`` ``[E]`` (symmetric: functions of the distance)."""
+    source, target = edge_index[0, forward], edge_index[1, forward]
+    back_rotations = [
+        torch.stack([rotation, rotation if l % 2 == 0 else -rotation], dim=1)
+        for l, rotation in enumerate(rotations, start=1)
+    ]
+    return EdgePairs(
+        source,
+        target,
+        torch.stack([target, source], dim=1).flatten(),
+        rotations,
+        back_rotations,
+        edge_scalars[forward],
+        None if edge_weights is None else edge_weights[forward],
+    )
+
+
+class PairMirror(torch.nn.Module):
+    """The weights ``[W | W̃]`` of a first message product that computes both directions of
+    each pair (module docstring), for inputs concatenated by ``frame_concat`` whose inputs
+    ``swap`` (receiver, sender) have the same irreps.
+
+    ``W̃`` per ``|m| = k``: the rows of the two swapped inputs exchanged, channel for channel,
+    and every row of degree ``l`` signed by ``(-1)^l``. Input: the effective weights
+    ``[K_k, N_k]`` per ``k`` → ``[K_k, 2 N_k]``.
+    """
+
+    def __init__(self, frame_concat: FrameConcat, swap: tuple[int, int] = (0, 1)):
+        super().__init__()
+        first, second = swap
+        if frame_concat.irreps_in[first] != frame_concat.irreps_in[second]:
+            raise ValueError(
+                f"mirrored inputs need equal irreps, got {frame_concat.irreps_in[first]} "
+                f"and {frame_concat.irreps_in[second]}"
+            )
+        partner_input = {first: second, second: first}
+        self.num_parts = frame_concat.lmax + 1
+        for k in range(self.num_parts):
+            column, labels, signs = {}, [], []
+            for i, n in frame_concat.order:
+                mul, l = frame_concat.blocks[i][n]
+                if l >= k:
+                    for channel in range(mul):
+                        column[i, n, channel] = len(labels)
+                        labels.append((i, n, channel))
+                        signs.append((-1.0) ** l)
+            rows = [column[partner_input.get(i, i), n, channel] for i, n, channel in labels]
+            self.register_buffer(f"rows_{k}", torch.tensor(rows), persistent=False)
+            signs = torch.tensor(signs).unsqueeze(1)  # cast with the model, like the weights
+            self.register_buffer(f"signs_{k}", signs, persistent=False)
+
+    def forward(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        mirrored = []
+        for k, weight in enumerate(weights):
+            if k < self.num_parts and weight.shape[0]:
+                rows, signs = getattr(self, f"rows_{k}"), getattr(self, f"signs_{k}")
+                weight = torch.cat([weight, weight.index_select(0, rows) * signs], dim=1)
+            else:
+                weight = torch.cat([weight, weight], dim=1)  # no input reaches this part
+            mirrored.append(weight)
+        return mirrored
