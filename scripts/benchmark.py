@@ -27,7 +27,7 @@ longest. On CPU the profiler's own overhead inflates the many small ops a little
 Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
 ``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
 our product with the messages computed in each edge's frame (``model.edge_frame``);
-``segnn_edge_frame_compiled`` — that, with the layers' messages compiled (``train.compile``;
+``segnn_edge_frame_compiled`` — that, with the layers' node updates compiled (``train.compile``;
 its first step includes the compilation, reported as ``first_train_step_s``). They are timed
 in turns (A, B, C, A, B, C, ...).
 
@@ -55,7 +55,7 @@ from segnn.o3.reference import use_reference_tensor_products
 from segnn.train.tasks import make_task
 from segnn.train.trainer import make_optimizer
 
-# name: (e3nn reference products, edge frame for the messages, torch.compile of the messages);
+# name: (e3nn reference products, edge frame for the messages, torch.compile of the updates);
 # the reference path first
 BACKENDS = {
     "e3nn": (True, False, False),

@@ -184,9 +184,10 @@ class TrainConfig:
     """Weight of the force error in the loss (``xyz`` data with forces)."""
     device: str = "auto"
     compile: bool = False
-    """Compile the layers' message functions with ``torch.compile`` (dynamic in the number of
-    edges; ~40 s of warm-up on a 2-core CPU, ~6 s once torch's disk cache holds the kernels).
-    Energy models run eager: forces in the loss need a second derivative."""
+    """Compile the layers' node updates with ``torch.compile`` (dynamic in the number of atoms;
+    ~30 s of warm-up on a 2-core CPU, a few seconds once torch's disk cache holds the kernels;
+    :mod:`segnn.models.compile`). Energy models run eager: forces in the loss need a second
+    derivative."""
     runs_dir: str = "runs"
     run_name: str | None = None
 
