@@ -159,7 +159,9 @@ class SEGNN(torch.nn.Module):
         )
         num_nodes = pos.shape[0]
 
-        edge_vectors = pos[edge_index[0]] - pos[edge_index[1]]
+        # index_select, not pos[index]: the backward (forces) is an index_add, not an
+        # accumulating index_put
+        edge_vectors = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
         edge_attr = self.attributes.edge_attributes(edge_vectors)
         if self.radial is None:
             edge_scalars, edge_weights = edge_vectors.pow(2).sum(-1, keepdim=True), None
@@ -215,7 +217,7 @@ class SEGNN(torch.nn.Module):
         forward = forward_edges(edge_index)
         if forward is None:
             return frame_rotations(edge_vectors, lmax), None
-        rotations = frame_rotations(edge_vectors[forward], lmax)
+        rotations = frame_rotations(edge_vectors.index_select(0, forward), lmax)
         return None, edge_pairs(edge_index, forward, rotations, edge_scalars, edge_weights)
 
 

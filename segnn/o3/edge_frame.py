@@ -312,6 +312,6 @@ class FramePlan:
         """``W_eff`` per ``|m|``, ``[K_k, N_k]`` (the same for ``m = -k`` and ``+k``)."""
         source, target, coefficient, _ = self.tensors(flat_weights.dtype, flat_weights.device)
         flat = flat_weights.new_zeros(self.size).index_add(
-            0, target, flat_weights[source] * coefficient
+            0, target, flat_weights.index_select(0, source) * coefficient
         )
         return [part.view(shape) for part, shape in zip(flat.split(self.sizes), self.shapes)]

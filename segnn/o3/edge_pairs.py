@@ -93,8 +93,8 @@ def edge_pairs(
         torch.stack([target, source], dim=1).flatten(),
         rotations,
         back_rotations,
-        edge_scalars[forward],
-        None if edge_weights is None else edge_weights[forward],
+        edge_scalars.index_select(0, forward),
+        None if edge_weights is None else edge_weights.index_select(0, forward),
     )
 
 
