@@ -91,12 +91,11 @@ class SEGNNLayer(MessagePassing):
         pairs: EdgePairs | None = None,
     ) -> torch.Tensor:
         if pairs is None:
-            h = self.propagate(
+            aggregated = self.propagate(
                 edge_index,
                 h=h,
                 edge_attr=edge_attr,
                 edge_scalars=edge_scalars,
-                node_attr=node_attr,
                 edge_weights=edge_weights,
                 rotations=rotations,
             )
@@ -110,10 +109,7 @@ class SEGNNLayer(MessagePassing):
                 pairs.back_rotations,
             )
             aggregated = self.aggregate(messages, pairs.receivers, dim_size=h.shape[0])
-            h = self.update(aggregated, h, node_attr)
-        if self.norm is not None:
-            h = self.norm(h, batch)
-        return h
+        return self.node_update(aggregated, h, node_attr, batch)
 
     def message(
         self,
@@ -163,10 +159,17 @@ class SEGNNLayer(MessagePassing):
             message = message * edge_weights[:, None, None]
         return message.flatten(0, 1)
 
-    def update(
-        self, aggregated: torch.Tensor, h: torch.Tensor, node_attr: torch.Tensor
+    def node_update(
+        self,
+        aggregated: torch.Tensor,
+        h: torch.Tensor,
+        node_attr: torch.Tensor,
+        batch: torch.Tensor,
     ) -> torch.Tensor:
-        return h + self.update_mlp(self.update_input(h, aggregated), node_attr)
+        """``h + φ_u(h ⊕ Σ_j m_ij ; a_i)``, then the instance norm (when the layer has one):
+        ``[N, irreps_hidden.dim]`` each, ``node_attr [N, irreps_attr.dim]``, ``batch [N]``."""
+        h = h + self.update_mlp(self.update_input(h, aggregated), node_attr)
+        return h if self.norm is None else self.norm(h, batch)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.irreps_hidden}, norm={self.norm is not None})"

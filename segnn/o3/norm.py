@@ -34,8 +34,10 @@ class EquivariantInstanceNorm(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros(sum(self._scalar_muls)))
 
     def forward(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
         rows = x.shape[0]
+        # per-graph statistics in rows-many slots (graphs beyond the last are empty, and never
+        # read back): no look at batch.max(), which would stop torch.compile's graph
+        num_graphs = rows
         # block by block (split, not index_add/select over columns: those run slow on CPU)
         centred, powers = [], []
         for block, (mul, dim, scalar) in zip(x.split(self._widths, dim=1), self._blocks):
