@@ -113,6 +113,28 @@ def test_instance_norm_is_equivariant_and_normalises_per_graph():
         )
 
 
+def norm_input_with_an_empty_graph():
+    x = features(HIDDEN) * 7 + 3
+    return x, torch.tensor([0] * 8 + [2] * 12)  # graph 1 has no nodes
+
+
+def test_instance_norm_skips_empty_graphs():
+    norm = EquivariantInstanceNorm(HIDDEN).double()
+    x, batch = norm_input_with_an_empty_graph()
+    expected = norm(x[:8], torch.zeros(8, dtype=torch.long))
+    assert (norm(x, batch)[:8] - expected).abs().max() < 1e-12
+
+
+@pytest.mark.slow
+def test_compiled_instance_norm_equals_eager():
+    """Compiled, the norm keeps per-graph statistics in as many slots as rows (it cannot read
+    batch.max()); eager it sizes them by the graphs."""
+    norm = EquivariantInstanceNorm(HIDDEN).double()
+    x, batch = norm_input_with_an_empty_graph()
+    expected = norm(x, batch)
+    assert (torch.compile(norm, dynamic=False)(x, batch) - expected).abs().max() < 1e-12
+
+
 class SiLUOnEverything(torch.nn.Module):
     """Negative control: a pointwise nonlinearity on l > 0 components is not equivariant."""
 

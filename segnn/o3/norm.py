@@ -35,9 +35,12 @@ class EquivariantInstanceNorm(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]
-        # per-graph statistics in rows-many slots (graphs beyond the last are empty, and never
-        # read back): no look at batch.max(), which would stop torch.compile's graph
-        num_graphs = rows
+        # compiled, per-graph statistics go to as many slots as there are rows (those of no
+        # graph stay empty and are never read back): batch.max() would stop the graph
+        if torch.compiler.is_compiling():
+            num_graphs = rows
+        else:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
         # block by block (split, not index_add/select over columns: those run slow on CPU)
         centred, powers = [], []
         for block, (mul, dim, scalar) in zip(x.split(self._widths, dim=1), self._blocks):
