@@ -35,10 +35,10 @@ def _rows_dynamic(function):
     dynamic."""
     compiled = torch.compile(function, dynamic=False)
 
-    def rows_dynamic(*arguments, **keywords):  # PyG passes some by name
-        for argument in (*arguments, *keywords.values()):
+    def rows_dynamic(*arguments):
+        for argument in arguments:
             torch._dynamo.maybe_mark_dynamic(argument, 0)
-        return compiled(*arguments, **keywords)
+        return compiled(*arguments)
 
     return rows_dynamic
 
