@@ -185,7 +185,7 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     """Compile the layers' node updates with ``torch.compile`` (dynamic in the number of atoms;
-    35-40 s of warm-up on a 2-core CPU, a few seconds once torch's disk cache holds the kernels;
+    35-45 s of warm-up on a 2-core CPU, a few seconds once torch's disk cache holds the kernels;
     :mod:`segnn.models.compile`). Energy models run eager: forces in the loss need a second
     derivative."""
     runs_dir: str = "runs"

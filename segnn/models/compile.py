@@ -14,8 +14,9 @@ which inductor fuses; the edge frame's message functions are mostly large matmul
 little. On the QM9 model (2-core CPU, interleaved runs of 10-12 turns, docs/performance.md)
 compiling the update made training steps ~7% faster (~9% with the norm), the messages 1.5%,
 update and messages 9%; a graph took 27-33 s of compilation when cold (C++ compilation of
-inductor's kernels is most of it; the update with the norm: first training step 35-38 s), so
-the update alone keeps the warm-up under a minute. The
+inductor's kernels is most of it; the update with the norm: first training step 35-44 s), so
+the update alone keeps the warm-up under a minute: the paired messages compiled on top of it
+gained 2-3% more (36 interleaved turns) for ~20 s more of warm-up, past a minute. The
 rest of the forward pass (attributes, embedding, readout) stays eager: it holds
 data-dependent checks that would break the graph, and costs little.
 
@@ -50,7 +51,7 @@ def compile_layers(model: torch.nn.Module) -> int:
     atoms), in place; returns the number of layers.
 
     Call it after moving the model to its device and dtype (a later move compiles again).
-    Compilation happens on the first call (35-40 s on a 2-core CPU; cached on disk by torch for
+    Compilation happens on the first call (35-45 s on a 2-core CPU; cached on disk by torch for
     later runs); outputs equal the eager ones to rounding.
     """
     layers = [module for module in model.modules() if isinstance(module, SEGNNLayer)]
