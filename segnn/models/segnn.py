@@ -21,7 +21,7 @@ from segnn.o3 import (
     weight_balanced_irreps,
 )
 from segnn.o3.edge_frame import frame_rotations
-from segnn.o3.edge_pairs import edge_pairs, forward_edges
+from segnn.o3.edge_pairs import EdgePairs, edge_pairs, forward_edges
 
 
 class SEGNN(torch.nn.Module):
@@ -207,10 +207,18 @@ class SEGNN(torch.nn.Module):
         pooled = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.config.pool)
         return self.graph_head(pooled, pooled.new_ones(num_graphs, 1))
 
-    def _edge_frames(self, edge_index, edge_vectors, edge_scalars, edge_weights):
+    def _edge_frames(
+        self,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        edge_scalars: torch.Tensor,
+        edge_weights: torch.Tensor | None,
+    ) -> tuple[list[torch.Tensor] | None, EdgePairs | None]:
         """``(rotations, pairs)`` for the layers: both ``None`` without ``edge_frame``; pairs
         of opposite edges (:mod:`segnn.o3.edge_pairs`) when the graph is symmetric, else the
-        rotation of every edge."""
+        rotation of every edge (:func:`~segnn.o3.edge_frame.frame_rotations`, ``[E, d', d]``
+        per degree). ``edge_index [2, E]``, ``edge_vectors [E, 3]``, ``edge_scalars [E, S]``,
+        ``edge_weights [E]`` or ``None``."""
         if not self.config.edge_frame:
             return None, None
         lmax = max(self.irreps_hidden.lmax, 1)
