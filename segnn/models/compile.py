@@ -11,14 +11,13 @@ tracing (a Python float turned into a tensor) and generic kernels.
 Why the update: its products couple every node with its own attribute (batched 3x17 and 5x17
 matrices per atom), with copies and many small elementwise ops around them and in the norm,
 which inductor fuses; the edge frame's message functions are mostly large matmuls and gain
-little. On the QM9 model (2-core CPU, interleaved runs of 10-12 turns, docs/performance.md)
-compiling the update made training steps ~7% faster (~9% with the norm), the messages 1.5%,
-update and messages 9%; a graph took 27-33 s of compilation when cold (C++ compilation of
-inductor's kernels is most of it; the update with the norm: first training step 35-44 s), so
-the update alone keeps the warm-up under a minute: the paired messages compiled on top of it
-gained 2-3% more (36 interleaved turns) for ~20 s more of warm-up, past a minute. The
-rest of the forward pass (attributes, embedding, readout) stays eager: it holds
-data-dependent checks that would break the graph, and costs little.
+little. On the QM9 model (2-core CPU, interleaved runs, docs/performance.md) compiling the
+update made training steps ~7% faster (~9% with the norm; 10-12 turns); the paired messages
+compiled on top of it gained 2-3% more (36 turns) for ~20 s more of warm-up. A cold compile
+of the update with the norm makes the first training step take 35-44 s (C++ compilation of
+inductor's kernels is most of it), so the update alone keeps the warm-up under a minute; with
+the messages it went past one. The rest of the forward pass (attributes, embedding, readout)
+stays eager: it holds data-dependent checks that would break the graph, and costs little.
 
 What it cannot do: differentiate twice. Energy models trained on forces backpropagate through
 ``-dE/dx`` (``create_graph=True``), which compiled graphs do not support, so those run eager.
