@@ -7,6 +7,7 @@ from e3nn import o3
 from torch_geometric.nn import MessagePassing
 
 from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, RadialChannelWeights, SteerableMLP
+from segnn.o3 import frame_kernels as frame_kernels_module
 from segnn.o3.edge_frame import FrameConcat, FrameLayout
 from segnn.o3.edge_pairs import EdgePairs, PairMirror
 
@@ -27,7 +28,9 @@ class SEGNNLayer(MessagePassing):
     ``edge_attr`` are their harmonics) the message MLP runs in each edge's frame: the same
     function, fewer operations. With ``pairs`` (:class:`segnn.o3.edge_pairs.EdgePairs` of a
     symmetric graph) it runs in one frame per pair of opposite edges, both directions at once:
-    the same function again, with half the rotations into the frame.
+    the same function again, with half the rotations into the frame. With ``frame_kernels``
+    the pairs' gather into the frame and the messages' rotation back and sum run as fused CPU
+    kernels where they apply (:mod:`segnn.o3.frame_kernels`; the same numbers).
 
     Shapes: ``h [N, irreps_hidden.dim]``, ``edge_index [2, E]`` (source, target),
     ``edge_attr [E, irreps_attr.dim]``, ``node_attr [N, irreps_attr.dim]``,
@@ -44,6 +47,7 @@ class SEGNNLayer(MessagePassing):
         norm: bool = True,
         radial_weights: bool = False,
         attribute_scale: float = 1.0,
+        frame_kernels: bool = False,
     ):
         super().__init__(aggr="add", node_dim=0)
         irreps_hidden = o3.Irreps(irreps_hidden)
@@ -62,6 +66,9 @@ class SEGNNLayer(MessagePassing):
             FrameLayout(self.message_mlp.irreps_out),
         )
         self.pair_mirror = PairMirror(self.message_frames[0], swap=(0, 1))
+        self.frame_kernels = frame_kernels
+        self._gather_table = frame_kernels_module.gather_table(self.message_frames[0])
+        self._scatter_table = frame_kernels_module.scatter_table(self.message_frames[1])
         self.update_input = IrrepsConcat([irreps_hidden, irreps_hidden])
         self.update_mlp = SteerableMLP(
             self.update_input.irreps_out, irreps_hidden, irreps_hidden, irreps_attr
@@ -90,7 +97,9 @@ class SEGNNLayer(MessagePassing):
         rotations: list[torch.Tensor] | None = None,
         pairs: EdgePairs | None = None,
     ) -> torch.Tensor:
-        if pairs is None:
+        if pairs is not None and self._fused(h, pairs):
+            aggregated = self.fused_paired_aggregate(h, pairs)
+        elif pairs is None:
             aggregated = self.propagate(
                 edge_index,
                 h=h,
@@ -158,6 +167,29 @@ class SEGNNLayer(MessagePassing):
         if edge_weights is not None:
             message = message * edge_weights[:, None, None]
         return message.flatten(0, 1)
+
+    def _fused(self, h: torch.Tensor, pairs: EdgePairs) -> bool:
+        return (
+            self.frame_kernels
+            and self.radial_weights is None
+            and pairs.edge_weights is None
+            and frame_kernels_module.usable(h, pairs.edge_scalars, pairs.rotations)
+        )
+
+    def fused_paired_aggregate(self, h: torch.Tensor, pairs: EdgePairs) -> torch.Tensor:
+        """``Σ_j m_ij`` per atom, ``[N, irreps_hidden.dim]``, for a symmetric graph's edge
+        ``pairs``, with the fused kernels: gather into the frame, the message MLP, rotation back
+        and sum (:mod:`segnn.o3.frame_kernels`). No radial or edge weights; no gradients with
+        respect to the rotations or edge scalars."""
+        table, widths = self._gather_table
+        parts = frame_kernels_module.frame_gather(
+            h, pairs.edge_scalars, pairs.target, pairs.source, pairs.rotations, table, widths
+        )
+        parts = self.message_mlp.forward_frame(parts, self.attribute_scale, mirror=self.pair_mirror)
+        table, width = self._scatter_table
+        return frame_kernels_module.frame_scatter_sum(
+            parts, pairs.rotations, pairs.receivers, pairs.receiver_index, table, width
+        )
 
     def node_update(
         self,

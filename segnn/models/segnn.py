@@ -95,6 +95,7 @@ class SEGNN(torch.nn.Module):
                 norm=config.norm == "instance",
                 radial_weights=self.radial is not None,
                 attribute_scale=self.attributes.constant,
+                frame_kernels=config.frame_kernels,
             )
             for _ in range(config.num_layers)
         )
@@ -183,7 +184,9 @@ class SEGNN(torch.nn.Module):
                 [edge_scalars, charge[edge_index[0]] * charge[edge_index[1]]], dim=1
             )
 
-        rotations, pairs = self._edge_frames(edge_index, edge_vectors, edge_scalars, edge_weights)
+        rotations, pairs = self._edge_frames(
+            edge_index, edge_vectors, edge_scalars, edge_weights, num_nodes
+        )
 
         h = self.embedding(self.node_inputs(data, pos.dtype), node_attr)
         for layer in self.layers:
@@ -213,12 +216,13 @@ class SEGNN(torch.nn.Module):
         edge_vectors: torch.Tensor,
         edge_scalars: torch.Tensor,
         edge_weights: torch.Tensor | None,
+        num_atoms: int,
     ) -> tuple[list[torch.Tensor] | None, EdgePairs | None]:
         """``(rotations, pairs)`` for the layers: both ``None`` without ``edge_frame``; pairs
         of opposite edges (:mod:`segnn.o3.edge_pairs`) when the graph is symmetric, else the
         rotation of every edge (:func:`~segnn.o3.edge_frame.frame_rotations`, ``[E, d', d]``
         per degree). ``edge_index [2, E]``, ``edge_vectors [E, 3]``, ``edge_scalars [E, S]``,
-        ``edge_weights [E]`` or ``None``."""
+        ``edge_weights [E]`` or ``None``, ``num_atoms`` ``N``."""
         if not self.config.edge_frame:
             return None, None
         lmax = max(self.irreps_hidden.lmax, 1)
@@ -226,7 +230,9 @@ class SEGNN(torch.nn.Module):
         if forward is None:
             return frame_rotations(edge_vectors, lmax), None
         rotations = frame_rotations(edge_vectors.index_select(0, forward), lmax)
-        return None, edge_pairs(edge_index, forward, rotations, edge_scalars, edge_weights)
+        return None, edge_pairs(
+            edge_index, forward, rotations, edge_scalars, edge_weights, num_atoms
+        )
 
 
 def build_model(config) -> SEGNN:

@@ -60,7 +60,9 @@ class EdgePairs(NamedTuple):
     :func:`~segnn.o3.edge_frame.frame_rotations` of ``pos[a] - pos[b]``, ``[P, d', d]`` per
     degree; ``back_rotations``: ``[P, 2, d', d]``, ``D`` and ``(-1)^l D`` (rotating each
     direction's message back); ``edge_scalars`` ``[P, S]``, ``edge_weights`` ``[P]`` or ``None``:
-    those of the edges ``a → b`` (the same for ``b → a``).
+    those of the edges ``a → b`` (the same for ``b → a``); ``receiver_index``: the message rows
+    sorted by receiver ``[2P]`` and where each atom's rows start ``[N + 1]`` (for the fused
+    sum, :mod:`segnn.o3.frame_kernels`).
     """
 
     source: torch.Tensor
@@ -70,6 +72,7 @@ class EdgePairs(NamedTuple):
     back_rotations: list[torch.Tensor]
     edge_scalars: torch.Tensor
     edge_weights: torch.Tensor | None
+    receiver_index: tuple[torch.Tensor, torch.Tensor]
 
 
 def edge_pairs(
@@ -78,11 +81,16 @@ def edge_pairs(
     rotations: list[torch.Tensor],
     edge_scalars: torch.Tensor,
     edge_weights: torch.Tensor | None,
+    num_atoms: int,
 ) -> EdgePairs:
     """:class:`EdgePairs` from the edges ``forward`` (:func:`forward_edges`), the frame
-    ``rotations`` of their vectors, and every edge's ``edge_scalars`` ``[E, S]`` and
-    ``edge_weights`` ``[E]`` (symmetric: functions of the distance)."""
+    ``rotations`` of their vectors, every edge's ``edge_scalars`` ``[E, S]`` and
+    ``edge_weights`` ``[E]`` (symmetric: functions of the distance), and the number of atoms."""
     source, target = edge_index[0, forward], edge_index[1, forward]
+    receivers = torch.stack([target, source], dim=1).flatten()
+    order = torch.argsort(receivers, stable=True)
+    starts = receivers.new_zeros(num_atoms + 1)
+    starts[1:] = torch.bincount(receivers, minlength=num_atoms).cumsum(0)
     back_rotations = [
         torch.stack([rotation, rotation if l % 2 == 0 else -rotation], dim=1)
         for l, rotation in enumerate(rotations, start=1)
@@ -90,11 +98,12 @@ def edge_pairs(
     return EdgePairs(
         source,
         target,
-        torch.stack([target, source], dim=1).flatten(),
+        receivers,
         rotations,
         back_rotations,
         edge_scalars.index_select(0, forward),
         None if edge_weights is None else edge_weights.index_select(0, forward),
+        (order, starts),
     )
 
 

@@ -1,0 +1,216 @@
+"""Fused CPU kernels for the paired edge-frame messages (``segnn/csrc/frame_kernels.cpp``).
+
+A layer with edge pairs (:mod:`segnn.o3.edge_pairs`) gathers both ends of every pair, rotates
+them into the pair's frame and splits them by ``|m|`` (:class:`~segnn.o3.edge_frame.FrameConcat`),
+and after the message MLP rotates each message back and sums it on its receiving atom. With
+PyTorch ops that is index_select, split, batched 4x3 and 5x5 matmuls, cat, and a scatter, each
+a pass over the data, and as many again backwards. Two C++ kernels do each direction in one
+pass:
+
+* :func:`frame_gather`: ``h [N, F]``, the pairs' edge scalars ``[P, S]`` → the frame parts of
+  ``[h_receiver ; h_sender ; scalars]`` (``[P, K_0]``, ``[2, P, K_k]``); backward: the parts'
+  gradients rotated back, summed per atom;
+* :func:`frame_scatter_sum`: the messages' frame parts (``2P`` rows, both directions of each pair
+  interleaved) → ``D^T`` each, summed per receiver, ``[N, F]``; backward: the atoms' gradients
+  rotated into each message's frame.
+
+They compute the same numbers as the PyTorch path (to rounding; ``tests/test_frame_kernels.py``)
+but differentiate only with respect to the features, not the rotations or the edge scalars, so
+the layer uses them only where those need no gradient (no forces) and on CPU tensors
+(:func:`usable`). The kernels are compiled with the machine's C++ compiler on first use (~10 s,
+cached by PyTorch under ``~/.cache/torch_extensions``); where that fails the layer warns once
+and keeps the PyTorch path.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+
+from segnn.o3.edge_frame import FrameConcat, FrameLayout
+
+SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "frame_kernels.cpp"
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the kernels are loaded, building them on the first call (warns if that fails)."""
+    if shutil.which("ninja") is None:  # PyTorch builds with ninja; the pip package ships one
+        try:
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        except ImportError:
+            pass
+    try:
+        from torch.utils.cpp_extension import load
+
+        load(
+            name="segnn_frame_kernels",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-fopenmp"],
+            is_python_module=False,
+        )
+    except Exception as error:  # no compiler, no ninja, a failed build: keep the torch path
+        warnings.warn(
+            f"segnn: the fused edge-frame kernels could not be built ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}); using "
+            "PyTorch ops instead (same results, slower). Set model.frame_kernels: false to skip.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def usable(h: torch.Tensor, scalars: torch.Tensor, rotations: list[torch.Tensor]) -> bool:
+    """Whether :func:`frame_gather` and :func:`frame_scatter_sum` apply: CPU float tensors, and
+    no gradient needed for the rotations or the edge scalars (the kernels do not give one)."""
+    if h.device.type != "cpu" or h.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_grad_enabled() and (
+        scalars.requires_grad or any(rotation.requires_grad for rotation in rotations)
+    ):
+        return False
+    return available()
+
+
+def _table(rows: list[list[int]], lmax: int) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.long).view(-1, 4 + lmax + 1)
+
+
+def gather_table(frame_concat: FrameConcat) -> tuple[torch.Tensor, list[int]]:
+    """The block table of ``frame_concat``'s inputs ``[receiver h, sender h, edge scalars]``
+    (see the C++ source) and the widths ``K_k`` of its frame parts."""
+    if len(frame_concat.blocks) != 3 or any(l for _, l in frame_concat.blocks[2]):
+        raise ValueError("frame_gather takes [h, h, edge scalars] (scalars of degree 0)")
+    offsets = []
+    for blocks in frame_concat.blocks:
+        position, starts = 0, []
+        for mul, l in blocks:
+            starts.append(position)
+            position += mul * (2 * l + 1)
+        offsets.append(starts)
+    lmax = frame_concat.lmax
+    widths, rows = [0] * (lmax + 1), []
+    for i, n in frame_concat.order:
+        mul, l = frame_concat.blocks[i][n]
+        columns = [-1] * (lmax + 1)
+        for k in range(l + 1):
+            columns[k] = widths[k]
+            widths[k] += mul
+        rows.append([i, offsets[i][n], mul, l, *columns])
+    return _table(rows, lmax), widths
+
+
+def scatter_table(layout: FrameLayout) -> tuple[torch.Tensor, int]:
+    """The block table of features laid out by ``layout`` and their width ``irreps.dim``."""
+    widths, rows, offset = [0] * (layout.lmax + 1), [], 0
+    for mul, l in layout._blocks:
+        columns = [-1] * (layout.lmax + 1)
+        for k in range(l + 1):
+            columns[k] = widths[k]
+            widths[k] += mul
+        rows.append([0, offset, mul, l, *columns])
+        offset += mul * (2 * l + 1)
+    return _table(rows, layout.lmax), offset
+
+
+class _FrameGather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, scalars, receivers, senders, table, widths, *rotations):
+        pairs = receivers.shape[0]
+        parts = [h.new_empty(pairs, widths[0])]
+        parts += [h.new_empty(2, pairs, width) for width in widths[1:]]
+        torch.ops.segnn_frame.gather(h, scalars, receivers, senders, rotations, table, parts)
+        ctx.save_for_backward(receivers, senders, table, *rotations)
+        ctx.feature_shape = h.shape
+        ctx.part_shapes = [part.shape for part in parts]
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        receivers, senders, table, *rotations = ctx.saved_tensors
+        atoms, width = ctx.feature_shape
+        pairs = receivers.shape[0]
+        like = next(grad for grad in grads if grad is not None)
+        grads = [
+            grad.contiguous() if grad is not None else like.new_zeros(shape)
+            for grad, shape in zip(grads, ctx.part_shapes)
+        ]
+        receiver_rows, sender_rows = like.new_empty(pairs, width), like.new_empty(pairs, width)
+        torch.ops.segnn_frame.gather_backward(grads, rotations, table, receiver_rows, sender_rows)
+        grad_h = like.new_zeros(atoms, width)
+        grad_h.index_add_(0, receivers, receiver_rows).index_add_(0, senders, sender_rows)
+        return (grad_h,) + (None,) * (5 + len(rotations))
+
+
+class _FrameScatterSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table, width, receivers, order, offsets, num_rotations, *tensors):
+        rotations = list(tensors[:num_rotations])
+        messages = [part.contiguous() for part in tensors[num_rotations:]]
+        out = messages[0].new_empty(offsets.shape[0] - 1, width)
+        torch.ops.segnn_frame.scatter_sum(messages, rotations, table, order, offsets, out)
+        ctx.save_for_backward(table, receivers, *rotations)
+        ctx.message_shapes = [part.shape for part in messages]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        table, receivers, *rotations = ctx.saved_tensors
+        grads = [grad.new_empty(shape) for shape in ctx.message_shapes]
+        torch.ops.segnn_frame.scatter_sum_backward(
+            grad.contiguous(), rotations, table, receivers, grads
+        )
+        return (None,) * (6 + len(rotations)) + tuple(grads)
+
+
+def frame_gather(
+    h: torch.Tensor,
+    scalars: torch.Tensor,
+    receivers: torch.Tensor,
+    senders: torch.Tensor,
+    rotations: list[torch.Tensor],
+    table: torch.Tensor,
+    widths: list[int],
+) -> list[torch.Tensor]:
+    """``FrameConcat([h[receivers], h[senders], scalars], rotations)`` in one pass.
+
+    ``h [N, F]``, ``scalars [P, S]``, ``receivers``/``senders`` ``[P]`` (int64),
+    ``rotations`` :func:`~segnn.o3.edge_frame.frame_rotations` ``[P, d', 2l + 1]`` per degree,
+    ``(table, widths)`` from :func:`gather_table` → parts ``[P, K_0]``, ``[2, P, K_k]``.
+    Differentiable with respect to ``h`` only."""
+    rotations = [rotation.contiguous() for rotation in rotations]
+    parts = _FrameGather.apply(
+        h.contiguous(), scalars.contiguous(), receivers, senders, table, widths, *rotations
+    )
+    return list(parts)
+
+
+def frame_scatter_sum(
+    parts: list[torch.Tensor],
+    rotations: list[torch.Tensor],
+    receivers: torch.Tensor,
+    index: tuple[torch.Tensor, torch.Tensor],
+    table: torch.Tensor,
+    width: int,
+) -> torch.Tensor:
+    """``FrameLayout.from_frame`` of the messages, summed per receiving atom, in one pass.
+
+    ``parts``: the messages by ``|m|`` (``[2P, K_0]``, ``[2, 2P, K_k]``; rows ``2p`` and
+    ``2p + 1`` are pair ``p``'s two directions); ``rotations``: the pairs' frame rotations ``D``,
+    ``[P, d', 2l + 1]`` per degree (row ``2p + 1`` is rotated back by ``(-1)^l D``, as in
+    :mod:`segnn.o3.edge_pairs`); ``receivers [2P]``, ``index`` =
+    ``EdgePairs.receiver_index`` (rows sorted by receiver, each atom's start); ``(table, width)`` from :func:`scatter_table` →
+    ``[N, width]``. Differentiable with respect to ``parts`` only."""
+    rotations = [rotation.contiguous() for rotation in rotations]
+    order, offsets = index
+    return _FrameScatterSum.apply(
+        table, width, receivers, order, offsets, len(rotations), *rotations, *parts
+    )

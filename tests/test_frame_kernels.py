@@ -1,0 +1,215 @@
+"""The fused CPU kernels of the paired edge-frame messages (segnn.o3.frame_kernels): the same
+numbers as the PyTorch ops they replace, gradients included, and used exactly where they apply."""
+
+import shutil
+
+import pytest
+import torch
+
+import segnn
+from segnn.config import ModelConfig
+from segnn.o3 import frame_kernels
+from segnn.o3.edge_frame import FrameConcat, FrameLayout, frame_rotations
+from segnn.o3.edge_pairs import edge_pairs
+from segnn.testing import assert_model_equivariant, example_batch
+
+IRREPS = "3x0e+2x1o+2x2e"
+NUM_ATOMS = 9  # the last atom is in no pair: it receives nothing
+
+needs_kernels = pytest.mark.skipif(
+    shutil.which("c++") is None, reason="no C++ compiler to build the kernels"
+)
+
+
+@needs_kernels
+def test_the_kernels_build_where_there_is_a_compiler():
+    assert frame_kernels.available()
+
+
+def random_pairs(dtype, num_pairs=14, num_scalars=2):
+    """Pairs of distinct atoms (some atoms in several pairs) as :class:`EdgePairs`."""
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randint(0, NUM_ATOMS - 1, (num_pairs,), generator=generator)
+    offset = torch.randint(1, NUM_ATOMS - 1, (num_pairs,), generator=generator)
+    target = (source + offset) % (NUM_ATOMS - 1)
+    edge_index = torch.stack([torch.cat([source, target]), torch.cat([target, source])])
+    vectors = torch.randn(num_pairs, 3, generator=generator, dtype=dtype)
+    scalars = torch.randn(num_pairs, num_scalars, generator=generator, dtype=dtype)
+    return edge_pairs(
+        edge_index,
+        torch.arange(num_pairs),
+        frame_rotations(vectors, 2),
+        torch.cat([scalars, scalars]),
+        None,
+        NUM_ATOMS,
+    )
+
+
+@needs_kernels
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_gather_equals_index_select_and_frame_concat(dtype, tolerance):
+    pairs = random_pairs(dtype)
+    concat = FrameConcat([IRREPS, IRREPS, "2x0e"])
+    h = torch.randn(NUM_ATOMS, concat.irreps_in[0].dim, dtype=dtype, requires_grad=True)
+    expected = concat(
+        [h.index_select(0, pairs.target), h.index_select(0, pairs.source), pairs.edge_scalars],
+        pairs.rotations,
+    )
+    table, widths = frame_kernels.gather_table(concat)
+    parts = frame_kernels.frame_gather(
+        h, pairs.edge_scalars, pairs.target, pairs.source, pairs.rotations, table, widths
+    )
+    assert [part.shape for part in parts] == [part.shape for part in expected]
+    for part, reference in zip(parts, expected):
+        assert (part - reference).abs().max() <= tolerance * reference.abs().max()
+    cotangents = [torch.randn_like(part) for part in parts]
+    (grad,) = torch.autograd.grad(parts, h, cotangents)
+    (reference,) = torch.autograd.grad(expected, h, cotangents)
+    assert (grad - reference).abs().max() <= tolerance * reference.abs().max()
+
+
+@needs_kernels
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_scatter_sum_equals_rotation_back_and_index_add(dtype, tolerance):
+    pairs = random_pairs(dtype)
+    layout = FrameLayout(IRREPS)
+    rows = 2 * pairs.target.shape[0]
+    parts = [torch.randn(rows, layout.widths[0], dtype=dtype, requires_grad=True)]
+    parts += [
+        torch.randn(2, rows, width, dtype=dtype, requires_grad=True) for width in layout.widths[1:]
+    ]
+    back = [rotation.flatten(0, 1) for rotation in pairs.back_rotations]
+    messages = layout.from_frame(parts, back)
+    expected = messages.new_zeros(NUM_ATOMS, messages.shape[1])
+    expected = expected.index_add(0, pairs.receivers, messages)
+    table, width = frame_kernels.scatter_table(layout)
+    sums = frame_kernels.frame_scatter_sum(
+        parts, pairs.rotations, pairs.receivers, pairs.receiver_index, table, width
+    )
+    assert sums.shape == expected.shape
+    assert (sums - expected).abs().max() <= tolerance * expected.abs().max()
+    assert sums[-1].abs().max() == 0  # the atom in no pair
+    cotangent = torch.randn_like(sums)
+    grads = torch.autograd.grad(sums, parts, cotangent)
+    references = torch.autograd.grad(expected, parts, cotangent)
+    for grad, reference in zip(grads, references):
+        assert (grad - reference).abs().max() <= tolerance * reference.abs().max()
+
+
+@needs_kernels
+def test_gradients_pass_gradcheck():
+    pairs = random_pairs(torch.float64, num_pairs=5, num_scalars=1)
+    concat = FrameConcat([IRREPS, IRREPS, "1x0e"])
+    layout = FrameLayout(IRREPS)
+    gather_args = frame_kernels.gather_table(concat)
+    scatter_args = frame_kernels.scatter_table(layout)
+
+    def gather(h):
+        return tuple(
+            frame_kernels.frame_gather(
+                h, pairs.edge_scalars, pairs.target, pairs.source, pairs.rotations, *gather_args
+            )
+        )
+
+    def scatter_sum(*parts):
+        return frame_kernels.frame_scatter_sum(
+            list(parts), pairs.rotations, pairs.receivers, pairs.receiver_index, *scatter_args
+        )
+
+    h = torch.randn(NUM_ATOMS, concat.irreps_in[0].dim, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gather, (h,))
+    rows = 2 * pairs.target.shape[0]
+    parts = [torch.randn(rows, layout.widths[0], dtype=torch.float64, requires_grad=True)]
+    parts += [
+        torch.randn(2, rows, w, dtype=torch.float64, requires_grad=True) for w in layout.widths[1:]
+    ]
+    assert torch.autograd.gradcheck(scatter_sum, tuple(parts))
+
+
+QM9_LIKE = {  # squared distances, instance norm, weight-balanced irreps: the kernels apply
+    "hidden_features": 32,
+    "lmax_hidden": 2,
+    "lmax_attr": 3,
+    "num_layers": 2,
+    "hidden_allocation": "weights",
+    "edge_frame": True,
+}
+
+
+def count_fused_calls(monkeypatch) -> list[int]:
+    calls = [0]
+    gather = frame_kernels.frame_gather
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return gather(*args, **kwargs)
+
+    monkeypatch.setattr(frame_kernels, "frame_gather", counted)
+    return calls
+
+
+@needs_kernels
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_models_with_and_without_the_kernels_agree(dtype, tolerance, monkeypatch):
+    batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
+    calls = count_fused_calls(monkeypatch)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = segnn.SEGNN(ModelConfig(**QM9_LIKE, frame_kernels=fused)).to(dtype)
+        output = model(batch)
+        gradients = torch.autograd.grad(output.pow(2).sum(), list(model.parameters()))
+        results.append((output.detach(), gradients))
+    assert calls[0] == QM9_LIKE["num_layers"]  # every layer of the fused model, none other
+    (expected, expected_gradients), (output, gradients) = results
+    assert (output - expected).abs().max() <= tolerance * expected.abs().max()
+    scale = max(float(g.abs().max()) for g in expected_gradients)
+    for mine, theirs in zip(gradients, expected_gradients):
+        assert (mine - theirs).abs().max() <= tolerance * scale
+
+
+@needs_kernels
+def test_model_with_the_kernels_is_equivariant(monkeypatch):
+    calls = count_fused_calls(monkeypatch)
+    torch.manual_seed(0)
+    model = segnn.SEGNN(ModelConfig(**QM9_LIKE)).double()
+    batch = example_batch(names=("CH3CH2OH", "C6H6", "CH3COOH"))
+    assert assert_model_equivariant(model, batch, model.irreps_out, trials=4) < 1e-9
+    assert calls[0] > 0
+
+
+def test_forces_take_the_pytorch_ops(monkeypatch):
+    """The kernels give no gradient with respect to the rotations: with positions requiring
+    one, the layers run the PyTorch ops, and forces match the model without kernels."""
+    calls = count_fused_calls(monkeypatch)
+    batch = example_batch(names=("CH3CH2OH", "HCN"))
+    forces = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = segnn.SEGNN(ModelConfig(**QM9_LIKE, frame_kernels=fused)).double()
+        pos = batch.pos.detach().requires_grad_()
+        moved = batch.clone()
+        moved.pos = pos
+        forces.append(-torch.autograd.grad(model(moved).sum(), pos)[0])
+    assert calls[0] == 0
+    assert (forces[1] - forces[0]).abs().max() <= 1e-12 * forces[0].abs().max()
+
+
+def test_a_failed_build_warns_and_keeps_the_pytorch_ops(monkeypatch):
+    import torch.utils.cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    calls = count_fused_calls(monkeypatch)
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    frame_kernels.available.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="could not be built.*no compiler here"):
+            assert not frame_kernels.available()
+        torch.manual_seed(0)
+        model = segnn.SEGNN(ModelConfig(**QM9_LIKE)).double()
+        assert torch.isfinite(model(example_batch(names=("HCN",)))).all()
+        assert calls[0] == 0
+    finally:
+        frame_kernels.available.cache_clear()
