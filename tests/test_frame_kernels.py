@@ -57,7 +57,14 @@ def test_gather_equals_index_select_and_frame_concat(dtype, tolerance):
     )
     table, widths = frame_kernels.gather_table(concat)
     parts = frame_kernels.frame_gather(
-        h, pairs.edge_scalars, pairs.target, pairs.source, pairs.rotations, table, widths
+        h,
+        pairs.edge_scalars,
+        pairs.target,
+        pairs.source,
+        pairs.receiver_index,
+        pairs.rotations,
+        table,
+        widths,
     )
     assert [part.shape for part in parts] == [part.shape for part in expected]
     for part, reference in zip(parts, expected):
@@ -107,7 +114,13 @@ def test_gradients_pass_gradcheck():
     def gather(h):
         return tuple(
             frame_kernels.frame_gather(
-                h, pairs.edge_scalars, pairs.target, pairs.source, pairs.rotations, *gather_args
+                h,
+                pairs.edge_scalars,
+                pairs.target,
+                pairs.source,
+                pairs.receiver_index,
+                pairs.rotations,
+                *gather_args,
             )
         )
 

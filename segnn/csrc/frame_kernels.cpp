@@ -1,7 +1,8 @@
 // CPU kernels for the paired edge-frame messages (segnn/o3/frame_kernels.py): the gather of
 // both ends of every edge pair rotated into its frame, and the messages rotated back and summed
 // per receiving atom, each with its backward. They do in one pass over the pairs (atoms) what
-// index_select, the batched rotations, split and cat do in several.
+// index_select, the batched rotations, split, cat and scatter do in several. Sums over atoms
+// run atom by atom over the message rows sorted by receiver (no two threads write one row).
 //
 // A *block table* ([blocks, 4 + kmax + 1], int64) describes feature rows block by block:
 //   (input, offset, mul, l, column_0, ..., column_kmax)
@@ -136,35 +137,47 @@ void gather_impl(const at::Tensor& h, const at::Tensor& scalars, const at::Tenso
   });
 }
 
+// The gradient of h: atom n sums, over the message rows e it receives (order/offsets), the
+// receiver blocks (input 0) of pair e / 2 when e is even (n is that pair's receiver) and its
+// sender blocks (input 1) when e is odd, rotated back by D^T.
 template <typename T>
 void gather_backward_impl(const std::vector<at::Tensor>& grads,
                           const std::vector<at::Tensor>& rotation_list, const at::Tensor& table,
-                          const at::Tensor& grad_receivers, const at::Tensor& grad_senders) {
-  const int64_t pairs = grad_receivers.size(0), width = grad_receivers.size(1);
+                          const at::Tensor& order, const at::Tensor& offsets,
+                          const at::Tensor& grad_h) {
+  const int64_t atoms = grad_h.size(0), width = grad_h.size(1), pairs = grads[0].size(0);
   const int64_t blocks = table.size(0), entry_size = table.size(1);
   const int64_t* entries = table.data_ptr<int64_t>();
+  const int64_t* sorted_rows = order.data_ptr<int64_t>();
+  const int64_t* first = offsets.data_ptr<int64_t>();
   const Rotations<T> rotations(rotation_list);
   const FrameParts<T> parts(grads, pairs);
-  T* receiver_rows = grad_receivers.data_ptr<T>();
-  T* sender_rows = grad_senders.data_ptr<T>();
-  at::parallel_for(0, pairs, 64, [&](int64_t begin, int64_t end) {
-    std::vector<T> buffer(width);
-    for (int64_t p = begin; p < end; ++p) {
-      T* rows[2] = {receiver_rows + p * width, sender_rows + p * width};
+  T* out = grad_h.data_ptr<T>();
+  at::parallel_for(0, atoms, 16, [&](int64_t begin, int64_t end) {
+    std::vector<T> accumulator(width);  // component-major per block
+    for (int64_t n = begin; n < end; ++n) {
+      std::fill(accumulator.begin(), accumulator.end(), T(0));
+      for (int64_t i = first[n]; i < first[n + 1]; ++i) {
+        const int64_t e = sorted_rows[i], p = e / 2, input = e % 2;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const int64_t* entry = entries + b * entry_size;
+          if (entry[0] != input) continue;
+          T* a = accumulator.data() + entry[1];
+          const int64_t mul = entry[2], l = entry[3];
+          if (l == 0) {
+            const T* o = parts.at(p, 0, entry + kColumns);
+            for (int64_t c = 0; c < mul; ++c) a[c] += o[c];
+          } else {
+            rotate_back_add(rotations.matrix(l, p), 2 * l + 1, T(1), mul, parts, p,
+                            entry + kColumns, a);
+          }
+        }
+      }
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t* entry = entries + b * entry_size;
-        if (entry[0] > 1) continue;  // edge scalars: the caller needs no gradient for them
-        T* g = rows[entry[0]] + entry[1];
-        const int64_t mul = entry[2], l = entry[3], d = 2 * l + 1;
-        if (l == 0) {
-          const T* o = parts.at(p, 0, entry + kColumns);
-          for (int64_t c = 0; c < mul; ++c) g[c] = o[c];
-          continue;
-        }
-        std::fill(buffer.begin(), buffer.begin() + mul * d, T(0));
-        rotate_back_add(rotations.matrix(l, p), d, T(1), mul, parts, p, entry + kColumns,
-                        buffer.data());
-        component_major_to_channel_major(buffer.data(), mul, d, g);
+        if (entry[0] != 0) continue;  // input 1 has the same blocks at the same offsets
+        component_major_to_channel_major(accumulator.data() + entry[1], entry[2],
+                                         2 * entry[3] + 1, out + n * width + entry[1]);
       }
     }
   });
@@ -266,11 +279,11 @@ void gather(const at::Tensor& h, const at::Tensor& scalars, const at::Tensor& re
 }
 
 void gather_backward(at::TensorList grads, at::TensorList rotations, const at::Tensor& table,
-                     const at::Tensor& grad_receivers, const at::Tensor& grad_senders) {
+                     const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& grad_h) {
   check_table(table);
-  AT_DISPATCH_FLOATING_TYPES(grad_receivers.scalar_type(), "segnn_frame::gather_backward", [&] {
-    gather_backward_impl<scalar_t>(to_vector(grads), to_vector(rotations), table, grad_receivers,
-                                   grad_senders);
+  AT_DISPATCH_FLOATING_TYPES(grad_h.scalar_type(), "segnn_frame::gather_backward", [&] {
+    gather_backward_impl<scalar_t>(to_vector(grads), to_vector(rotations), table, order, offsets,
+                                   grad_h);
   });
 }
 
@@ -300,8 +313,8 @@ TORCH_LIBRARY(segnn_frame, m) {
       "gather(Tensor h, Tensor scalars, Tensor receivers, Tensor senders, Tensor[] rotations, "
       "Tensor table, Tensor(a!)[] out) -> ()");
   m.def(
-      "gather_backward(Tensor[] grads, Tensor[] rotations, Tensor table, "
-      "Tensor(a!) grad_receivers, Tensor(b!) grad_senders) -> ()");
+      "gather_backward(Tensor[] grads, Tensor[] rotations, Tensor table, Tensor order, "
+      "Tensor offsets, Tensor(a!) grad_h) -> ()");
   m.def(
       "scatter_sum(Tensor[] messages, Tensor[] rotations, Tensor table, Tensor order, "
       "Tensor offsets, Tensor(a!) out) -> ()");

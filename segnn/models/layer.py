@@ -183,7 +183,14 @@ class SEGNNLayer(MessagePassing):
         respect to the rotations or edge scalars."""
         table, widths = self._gather_table
         parts = frame_kernels_module.frame_gather(
-            h, pairs.edge_scalars, pairs.target, pairs.source, pairs.rotations, table, widths
+            h,
+            pairs.edge_scalars,
+            pairs.target,
+            pairs.source,
+            pairs.receiver_index,
+            pairs.rotations,
+            table,
+            widths,
         )
         parts = self.message_mlp.forward_frame(parts, self.attribute_scale, mirror=self.pair_mirror)
         table, width = self._scatter_table

@@ -123,31 +123,27 @@ def scatter_table(layout: FrameLayout) -> tuple[torch.Tensor, int]:
 
 class _FrameGather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, scalars, receivers, senders, table, widths, *rotations):
+    def forward(ctx, h, scalars, receivers, senders, order, offsets, table, widths, *rotations):
         pairs = receivers.shape[0]
         parts = [h.new_empty(pairs, widths[0])]
         parts += [h.new_empty(2, pairs, width) for width in widths[1:]]
         torch.ops.segnn_frame.gather(h, scalars, receivers, senders, rotations, table, parts)
-        ctx.save_for_backward(receivers, senders, table, *rotations)
+        ctx.save_for_backward(order, offsets, table, *rotations)
         ctx.feature_shape = h.shape
         ctx.part_shapes = [part.shape for part in parts]
         return tuple(parts)
 
     @staticmethod
     def backward(ctx, *grads):
-        receivers, senders, table, *rotations = ctx.saved_tensors
-        atoms, width = ctx.feature_shape
-        pairs = receivers.shape[0]
+        order, offsets, table, *rotations = ctx.saved_tensors
         like = next(grad for grad in grads if grad is not None)
         grads = [
             grad.contiguous() if grad is not None else like.new_zeros(shape)
             for grad, shape in zip(grads, ctx.part_shapes)
         ]
-        receiver_rows, sender_rows = like.new_empty(pairs, width), like.new_empty(pairs, width)
-        torch.ops.segnn_frame.gather_backward(grads, rotations, table, receiver_rows, sender_rows)
-        grad_h = like.new_zeros(atoms, width)
-        grad_h.index_add_(0, receivers, receiver_rows).index_add_(0, senders, sender_rows)
-        return (grad_h,) + (None,) * (5 + len(rotations))
+        grad_h = like.new_empty(ctx.feature_shape)
+        torch.ops.segnn_frame.gather_backward(grads, rotations, table, order, offsets, grad_h)
+        return (grad_h,) + (None,) * (7 + len(rotations))
 
 
 class _FrameScatterSum(torch.autograd.Function):
@@ -176,19 +172,31 @@ def frame_gather(
     scalars: torch.Tensor,
     receivers: torch.Tensor,
     senders: torch.Tensor,
+    index: tuple[torch.Tensor, torch.Tensor],
     rotations: list[torch.Tensor],
     table: torch.Tensor,
     widths: list[int],
 ) -> list[torch.Tensor]:
     """``FrameConcat([h[receivers], h[senders], scalars], rotations)`` in one pass.
 
-    ``h [N, F]``, ``scalars [P, S]``, ``receivers``/``senders`` ``[P]`` (int64),
-    ``rotations`` :func:`~segnn.o3.edge_frame.frame_rotations` ``[P, d', 2l + 1]`` per degree,
-    ``(table, widths)`` from :func:`gather_table` → parts ``[P, K_0]``, ``[2, P, K_k]``.
-    Differentiable with respect to ``h`` only."""
+    ``h [N, F]``, ``scalars [P, S]``, ``receivers``/``senders`` ``[P]`` (int64), ``index``:
+    ``EdgePairs.receiver_index`` (the rows ``2p``/``2p + 1`` of pair ``p`` received by
+    ``receivers[p]``/``senders[p]``, sorted by atom; for the gradient), ``rotations``
+    :func:`~segnn.o3.edge_frame.frame_rotations` ``[P, d', 2l + 1]`` per degree, ``(table,
+    widths)`` from :func:`gather_table` → parts ``[P, K_0]``, ``[2, P, K_k]``. Differentiable
+    with respect to ``h`` only."""
     rotations = [rotation.contiguous() for rotation in rotations]
+    order, offsets = index
     parts = _FrameGather.apply(
-        h.contiguous(), scalars.contiguous(), receivers, senders, table, widths, *rotations
+        h.contiguous(),
+        scalars.contiguous(),
+        receivers,
+        senders,
+        order,
+        offsets,
+        table,
+        widths,
+        *rotations,
     )
     return list(parts)
 
