@@ -24,8 +24,8 @@ namespace {
 
 constexpr int64_t kColumns = 4;  // the table's column_0 .. column_kmax start here
 
-// Frame parts as raw pointers: part_row(row, r) is where frame row r (0 = m 0, 2k - 1 = -k,
-// 2k = +k) of feature row `row` starts.
+// Frame parts as raw pointers: at(row, r, columns) is where a block (its first column in each
+// part: columns[k]) starts in frame row r (0: m = 0; 2k - 1, 2k: m = -k, +k) of feature row `row`.
 template <typename T>
 struct FrameParts {
   std::vector<T*> data;
@@ -103,72 +103,107 @@ inline void component_major_to_channel_major(const T* from, int64_t mul, int64_t
     for (int64_t j = 0; j < d; ++j) to[c * d + j] = from[j * mul + c];
 }
 
-template <typename T>
-void gather_impl(const at::Tensor& h, const at::Tensor& scalars, const at::Tensor& receivers,
-                 const at::Tensor& senders, const std::vector<at::Tensor>& rotation_list,
-                 const at::Tensor& table, const std::vector<at::Tensor>& out) {
-  const int64_t pairs = receivers.size(0), width = h.size(1), num_scalars = scalars.size(1);
+// Row by row, every block of the row's inputs rotated into the frame, into frame row `row`.
+// `inputs(row, pointers)` sets the row's input rows (indexed by the table's input column).
+// Rows belong to pair row / rows_per_pair; with two rows per pair (both directions, as the
+// messages) the odd row is the reverse direction, rotated by (-1)^l D (segnn/o3/edge_pairs.py).
+template <typename T, typename Inputs>
+void rotate_rows_into_frame(int64_t rows, int64_t rows_per_pair, int64_t width,
+                            const at::Tensor& table, const Rotations<T>& rotations,
+                            const FrameParts<T>& parts, Inputs inputs) {
   const int64_t blocks = table.size(0), entry_size = table.size(1);
-  const T* features = h.data_ptr<T>();
-  const T* edge_scalars = scalars.data_ptr<T>();
-  const int64_t* receiver = receivers.data_ptr<int64_t>();
-  const int64_t* sender = senders.data_ptr<int64_t>();
   const int64_t* entries = table.data_ptr<int64_t>();
-  const Rotations<T> rotations(rotation_list);
-  const FrameParts<T> parts(out, pairs);
-  at::parallel_for(0, pairs, 64, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
     std::vector<T> buffer(width);
-    for (int64_t p = begin; p < end; ++p) {
-      const T* rows[3] = {features + receiver[p] * width, features + sender[p] * width,
-                          edge_scalars + p * num_scalars};
+    const T* pointers[3];
+    for (int64_t row = begin; row < end; ++row) {
+      inputs(row, pointers);
+      const bool reverse = rows_per_pair == 2 && row % 2 == 1;
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t* entry = entries + b * entry_size;
-        const T* x = rows[entry[0]] + entry[1];
+        const T* x = pointers[entry[0]] + entry[1];
         const int64_t mul = entry[2], l = entry[3];
         if (l == 0) {
-          T* o = parts.at(p, 0, entry + kColumns);
+          T* o = parts.at(row, 0, entry + kColumns);
           for (int64_t c = 0; c < mul; ++c) o[c] = x[c];
         } else {
-          rotate_into(rotations.matrix(l, p), 2 * l + 1, T(1), x, mul, buffer.data(), parts, p,
-                      entry + kColumns);
+          const T sign = (reverse && l % 2 == 1) ? T(-1) : T(1);
+          rotate_into(rotations.matrix(l, row / rows_per_pair), 2 * l + 1, sign, x, mul,
+                      buffer.data(), parts, row, entry + kColumns);
         }
       }
     }
   });
 }
 
-// The gradient of h: atom n sums, over the message rows e it receives (order/offsets), the
-// receiver blocks (input 0) of pair e / 2 when e is even (n is that pair's receiver) and its
-// sender blocks (input 1) when e is odd, rotated back by D^T.
 template <typename T>
-void gather_backward_impl(const std::vector<at::Tensor>& grads,
-                          const std::vector<at::Tensor>& rotation_list, const at::Tensor& table,
-                          const at::Tensor& order, const at::Tensor& offsets,
-                          const at::Tensor& grad_h) {
-  const int64_t atoms = grad_h.size(0), width = grad_h.size(1), pairs = grads[0].size(0);
+void gather_impl(const at::Tensor& h, const at::Tensor& scalars, const at::Tensor& receivers,
+                 const at::Tensor& senders, const std::vector<at::Tensor>& rotations,
+                 const at::Tensor& table, const std::vector<at::Tensor>& out) {
+  const int64_t pairs = receivers.size(0), width = h.size(1), num_scalars = scalars.size(1);
+  const T* features = h.data_ptr<T>();
+  const T* edge_scalars = scalars.data_ptr<T>();
+  const int64_t* receiver = receivers.data_ptr<int64_t>();
+  const int64_t* sender = senders.data_ptr<int64_t>();
+  rotate_rows_into_frame<T>(pairs, 1, width, table, Rotations<T>(rotations),
+                            FrameParts<T>(out, pairs), [&](int64_t p, const T** pointers) {
+                              pointers[0] = features + receiver[p] * width;
+                              pointers[1] = features + sender[p] * width;
+                              pointers[2] = edge_scalars + p * num_scalars;
+                            });
+}
+
+// The messages' sum backward: each message row gets its receiver's gradient, rotated into the
+// message's frame.
+template <typename T>
+void scatter_sum_backward_impl(const at::Tensor& grad, const std::vector<at::Tensor>& rotations,
+                               const at::Tensor& receivers,
+                               const at::Tensor& table, const std::vector<at::Tensor>& grad_messages) {
+  const int64_t width = grad.size(1), rows = receivers.size(0);
+  const T* grads = grad.data_ptr<T>();
+  const int64_t* receiver = receivers.data_ptr<int64_t>();
+  rotate_rows_into_frame<T>(rows, 2, width, table, Rotations<T>(rotations),
+                            FrameParts<T>(grad_messages, rows),
+                            [&](int64_t e, const T** pointers) {
+                              pointers[0] = grads + receiver[e] * width;
+                            });
+}
+
+// Per atom n, the sum over the message rows e it receives (order/offsets) of frame features
+// rotated back by D^T, into out[n] (channel-major, as e3nn). Two uses:
+// * the messages' sum (by_pair false): frame row e, every block; odd rows are the reverse
+//   direction of pair e / 2, rotated back by (-1)^l D (segnn/o3/edge_pairs.py);
+// * the gather's gradient (by_pair true): frame row e / 2 of the pair, whose receiver blocks
+//   (input 0) belong to n when e is even and whose sender blocks (input 1) when e is odd.
+template <typename T>
+void sum_per_atom(const std::vector<at::Tensor>& frame, const std::vector<at::Tensor>& rotation_list,
+                  const at::Tensor& table, const at::Tensor& order, const at::Tensor& offsets,
+                  const at::Tensor& out, bool by_pair) {
+  const int64_t atoms = out.size(0), width = out.size(1), rows = frame[0].size(0);
   const int64_t blocks = table.size(0), entry_size = table.size(1);
   const int64_t* entries = table.data_ptr<int64_t>();
   const int64_t* sorted_rows = order.data_ptr<int64_t>();
   const int64_t* first = offsets.data_ptr<int64_t>();
   const Rotations<T> rotations(rotation_list);
-  const FrameParts<T> parts(grads, pairs);
-  T* out = grad_h.data_ptr<T>();
+  const FrameParts<T> parts(frame, rows);
+  T* sums = out.data_ptr<T>();
   at::parallel_for(0, atoms, 16, [&](int64_t begin, int64_t end) {
     std::vector<T> accumulator(width);  // component-major per block
     for (int64_t n = begin; n < end; ++n) {
       std::fill(accumulator.begin(), accumulator.end(), T(0));
       for (int64_t i = first[n]; i < first[n + 1]; ++i) {
-        const int64_t e = sorted_rows[i], p = e / 2, input = e % 2;
+        const int64_t e = sorted_rows[i], p = e / 2, row = by_pair ? p : e;
         for (int64_t b = 0; b < blocks; ++b) {
           const int64_t* entry = entries + b * entry_size;
-          if (entry[0] != input) continue;
+          if (by_pair && entry[0] != e % 2) continue;
           T* a = accumulator.data() + entry[1];
           const int64_t mul = entry[2], l = entry[3];
           if (l == 0) {
-            const T* o = parts.at(p, 0, entry + kColumns);
-            for (int64_t c = 0; c < mul; ++c) a[c] += o[c];
+            const T* y = parts.at(row, 0, entry + kColumns);
+            for (int64_t c = 0; c < mul; ++c) a[c] += y[c];
           } else {
-            rotate_back_add(rotations.matrix(l, p), 2 * l + 1, T(1), mul, parts, p,
+            const T sign = (!by_pair && e % 2 == 1 && l % 2 == 1) ? T(-1) : T(1);
+            rotate_back_add(rotations.matrix(l, p), 2 * l + 1, sign, mul, parts, row,
                             entry + kColumns, a);
           }
         }
@@ -177,83 +212,7 @@ void gather_backward_impl(const std::vector<at::Tensor>& grads,
         const int64_t* entry = entries + b * entry_size;
         if (entry[0] != 0) continue;  // input 1 has the same blocks at the same offsets
         component_major_to_channel_major(accumulator.data() + entry[1], entry[2],
-                                         2 * entry[3] + 1, out + n * width + entry[1]);
-      }
-    }
-  });
-}
-
-// Message row e belongs to pair e / 2; odd rows are the reverse direction, rotated back by
-// (-1)^l D (segnn/o3/edge_pairs.py).
-template <typename T>
-void scatter_sum_impl(const std::vector<at::Tensor>& messages,
-                      const std::vector<at::Tensor>& rotation_list, const at::Tensor& table,
-                      const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& out) {
-  const int64_t atoms = out.size(0), width = out.size(1), rows = messages[0].size(0);
-  const int64_t blocks = table.size(0), entry_size = table.size(1);
-  const int64_t* entries = table.data_ptr<int64_t>();
-  const int64_t* sorted_rows = order.data_ptr<int64_t>();
-  const int64_t* first = offsets.data_ptr<int64_t>();
-  const Rotations<T> rotations(rotation_list);
-  const FrameParts<T> parts(messages, rows);
-  T* sums = out.data_ptr<T>();
-  at::parallel_for(0, atoms, 16, [&](int64_t begin, int64_t end) {
-    std::vector<T> accumulator(width);  // component-major per block
-    for (int64_t n = begin; n < end; ++n) {
-      std::fill(accumulator.begin(), accumulator.end(), T(0));
-      for (int64_t i = first[n]; i < first[n + 1]; ++i) {
-        const int64_t e = sorted_rows[i], p = e / 2;
-        for (int64_t b = 0; b < blocks; ++b) {
-          const int64_t* entry = entries + b * entry_size;
-          T* a = accumulator.data() + entry[1];
-          const int64_t mul = entry[2], l = entry[3];
-          if (l == 0) {
-            const T* y = parts.at(e, 0, entry + kColumns);
-            for (int64_t c = 0; c < mul; ++c) a[c] += y[c];
-          } else {
-            const T sign = (e % 2 == 1 && l % 2 == 1) ? T(-1) : T(1);
-            rotate_back_add(rotations.matrix(l, p), 2 * l + 1, sign, mul, parts, e,
-                            entry + kColumns, a);
-          }
-        }
-      }
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t* entry = entries + b * entry_size;
-        component_major_to_channel_major(accumulator.data() + entry[1], entry[2],
                                          2 * entry[3] + 1, sums + n * width + entry[1]);
-      }
-    }
-  });
-}
-
-template <typename T>
-void scatter_sum_backward_impl(const at::Tensor& grad, const std::vector<at::Tensor>& rotation_list,
-                               const at::Tensor& table, const at::Tensor& receivers,
-                               const std::vector<at::Tensor>& grad_messages) {
-  const int64_t width = grad.size(1), rows = receivers.size(0);
-  const int64_t blocks = table.size(0), entry_size = table.size(1);
-  const int64_t* entries = table.data_ptr<int64_t>();
-  const int64_t* receiver = receivers.data_ptr<int64_t>();
-  const Rotations<T> rotations(rotation_list);
-  const FrameParts<T> parts(grad_messages, rows);
-  const T* grads = grad.data_ptr<T>();
-  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-    std::vector<T> buffer(width);
-    for (int64_t e = begin; e < end; ++e) {
-      const T* g = grads + receiver[e] * width;
-      const int64_t p = e / 2;
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t* entry = entries + b * entry_size;
-        const T* gb = g + entry[1];
-        const int64_t mul = entry[2], l = entry[3], d = 2 * l + 1;
-        if (l == 0) {
-          T* y = parts.at(e, 0, entry + kColumns);
-          for (int64_t c = 0; c < mul; ++c) y[c] = gb[c];
-        } else {
-          const T sign = (e % 2 == 1 && l % 2 == 1) ? T(-1) : T(1);
-          rotate_into(rotations.matrix(l, p), d, sign, gb, mul, buffer.data(), parts, e,
-                      entry + kColumns);
-        }
       }
     }
   });
@@ -282,8 +241,8 @@ void gather_backward(at::TensorList grads, at::TensorList rotations, const at::T
                      const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& grad_h) {
   check_table(table);
   AT_DISPATCH_FLOATING_TYPES(grad_h.scalar_type(), "segnn_frame::gather_backward", [&] {
-    gather_backward_impl<scalar_t>(to_vector(grads), to_vector(rotations), table, order, offsets,
-                                   grad_h);
+    sum_per_atom<scalar_t>(to_vector(grads), to_vector(rotations), table, order, offsets, grad_h,
+                           /*by_pair=*/true);
   });
 }
 
@@ -291,8 +250,8 @@ void scatter_sum(at::TensorList messages, at::TensorList rotations, const at::Te
                  const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& out) {
   check_table(table);
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "segnn_frame::scatter_sum", [&] {
-    scatter_sum_impl<scalar_t>(to_vector(messages), to_vector(rotations), table, order, offsets,
-                               out);
+    sum_per_atom<scalar_t>(to_vector(messages), to_vector(rotations), table, order, offsets, out,
+                           /*by_pair=*/false);
   });
 }
 
@@ -301,7 +260,7 @@ void scatter_sum_backward(const at::Tensor& grad, at::TensorList rotations,
                           at::TensorList grad_messages) {
   check_table(table);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "segnn_frame::scatter_sum_backward", [&] {
-    scatter_sum_backward_impl<scalar_t>(grad, to_vector(rotations), table, receivers,
+    scatter_sum_backward_impl<scalar_t>(grad, to_vector(rotations), receivers, table,
                                         to_vector(grad_messages));
   });
 }
