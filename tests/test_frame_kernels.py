@@ -226,3 +226,22 @@ def test_a_failed_build_warns_and_keeps_the_pytorch_ops(monkeypatch):
         assert calls[0] == 0
     finally:
         frame_kernels.available.cache_clear()
+
+
+@needs_kernels
+def test_a_second_derivative_raises_instead_of_being_wrong():
+    pairs = random_pairs(torch.float64)
+    concat = FrameConcat([IRREPS, IRREPS, "2x0e"])
+    h = torch.randn(NUM_ATOMS, concat.irreps_in[0].dim, dtype=torch.float64, requires_grad=True)
+    parts = frame_kernels.frame_gather(
+        h,
+        pairs.edge_scalars,
+        pairs.target,
+        pairs.source,
+        pairs.receiver_index,
+        pairs.rotations,
+        *frame_kernels.gather_table(concat),
+    )
+    (grad,) = torch.autograd.grad(sum(part.pow(2).sum() for part in parts), h, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()

@@ -15,9 +15,9 @@ pass:
   rotated into each message's frame.
 
 They compute the same numbers as the PyTorch path (to rounding; ``tests/test_frame_kernels.py``)
-but differentiate only with respect to the features, not the rotations or the edge scalars, so
-the layer uses them only where those need no gradient (no forces) and on CPU tensors
-(:func:`usable`). The kernels are compiled with the machine's C++ compiler on first use (~10 s,
+but differentiate only with respect to the features, not the rotations or the edge scalars, and
+only once (force training differentiates twice; a second derivative raises), so the layer uses
+them only where positions need no gradient (no forces) and on CPU tensors (:func:`usable`). The kernels are compiled with the machine's C++ compiler on first use (~10 s,
 cached by PyTorch under ``~/.cache/torch_extensions``); where that fails the layer warns once
 and keeps the PyTorch path.
 """
@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from segnn.o3.edge_frame import FrameConcat, FrameLayout
 
@@ -134,6 +135,7 @@ class _FrameGather(torch.autograd.Function):
         return tuple(parts)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, *grads):
         order, offsets, table, *rotations = ctx.saved_tensors
         like = next(grad for grad in grads if grad is not None)
@@ -158,6 +160,7 @@ class _FrameScatterSum(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         table, receivers, *rotations = ctx.saved_tensors
         grads = [grad.new_empty(shape) for shape in ctx.message_shapes]
