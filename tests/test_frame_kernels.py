@@ -45,6 +45,37 @@ def random_pairs(dtype, num_pairs=14, num_scalars=2):
     )
 
 
+def random_messages(rows, layout, dtype):
+    """Frame parts of ``rows`` messages laid out by ``layout``, requiring gradients."""
+    parts = [torch.randn(rows, layout.widths[0], dtype=dtype)]
+    parts += [torch.randn(2, rows, width, dtype=dtype) for width in layout.widths[1:]]
+    return [part.requires_grad_() for part in parts]
+
+
+def gather(h, pairs, concat):
+    """The fused gather of ``pairs`` with ``concat``'s layout."""
+    return frame_kernels.frame_gather(
+        h,
+        pairs.edge_scalars,
+        pairs.target,
+        pairs.source,
+        pairs.receiver_index,
+        pairs.rotations,
+        *frame_kernels.gather_table(concat),
+    )
+
+
+def scatter_sum(parts, pairs, layout):
+    """The fused rotation back and sum per receiver of messages laid out by ``layout``."""
+    return frame_kernels.frame_scatter_sum(
+        parts,
+        pairs.rotations,
+        pairs.receivers,
+        pairs.receiver_index,
+        *frame_kernels.scatter_table(layout),
+    )
+
+
 @needs_kernels
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_gather_equals_index_select_and_frame_concat(dtype, tolerance):
@@ -55,17 +86,7 @@ def test_gather_equals_index_select_and_frame_concat(dtype, tolerance):
         [h.index_select(0, pairs.target), h.index_select(0, pairs.source), pairs.edge_scalars],
         pairs.rotations,
     )
-    table, widths = frame_kernels.gather_table(concat)
-    parts = frame_kernels.frame_gather(
-        h,
-        pairs.edge_scalars,
-        pairs.target,
-        pairs.source,
-        pairs.receiver_index,
-        pairs.rotations,
-        table,
-        widths,
-    )
+    parts = gather(h, pairs, concat)
     assert [part.shape for part in parts] == [part.shape for part in expected]
     for part, reference in zip(parts, expected):
         assert (part - reference).abs().max() <= tolerance * reference.abs().max()
@@ -80,19 +101,12 @@ def test_gather_equals_index_select_and_frame_concat(dtype, tolerance):
 def test_scatter_sum_equals_rotation_back_and_index_add(dtype, tolerance):
     pairs = random_pairs(dtype)
     layout = FrameLayout(IRREPS)
-    rows = 2 * pairs.target.shape[0]
-    parts = [torch.randn(rows, layout.widths[0], dtype=dtype, requires_grad=True)]
-    parts += [
-        torch.randn(2, rows, width, dtype=dtype, requires_grad=True) for width in layout.widths[1:]
-    ]
+    parts = random_messages(2 * pairs.target.shape[0], layout, dtype)
     back = [rotation.flatten(0, 1) for rotation in pairs.back_rotations]
     messages = layout.from_frame(parts, back)
     expected = messages.new_zeros(NUM_ATOMS, messages.shape[1])
     expected = expected.index_add(0, pairs.receivers, messages)
-    table, width = frame_kernels.scatter_table(layout)
-    sums = frame_kernels.frame_scatter_sum(
-        parts, pairs.rotations, pairs.receivers, pairs.receiver_index, table, width
-    )
+    sums = scatter_sum(parts, pairs, layout)
     assert sums.shape == expected.shape
     assert (sums - expected).abs().max() <= tolerance * expected.abs().max()
     assert sums[-1].abs().max() == 0  # the atom in no pair
@@ -108,35 +122,10 @@ def test_gradients_pass_gradcheck():
     pairs = random_pairs(torch.float64, num_pairs=5, num_scalars=1)
     concat = FrameConcat([IRREPS, IRREPS, "1x0e"])
     layout = FrameLayout(IRREPS)
-    gather_args = frame_kernels.gather_table(concat)
-    scatter_args = frame_kernels.scatter_table(layout)
-
-    def gather(h):
-        return tuple(
-            frame_kernels.frame_gather(
-                h,
-                pairs.edge_scalars,
-                pairs.target,
-                pairs.source,
-                pairs.receiver_index,
-                pairs.rotations,
-                *gather_args,
-            )
-        )
-
-    def scatter_sum(*parts):
-        return frame_kernels.frame_scatter_sum(
-            list(parts), pairs.rotations, pairs.receivers, pairs.receiver_index, *scatter_args
-        )
-
     h = torch.randn(NUM_ATOMS, concat.irreps_in[0].dim, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(gather, (h,))
-    rows = 2 * pairs.target.shape[0]
-    parts = [torch.randn(rows, layout.widths[0], dtype=torch.float64, requires_grad=True)]
-    parts += [
-        torch.randn(2, rows, w, dtype=torch.float64, requires_grad=True) for w in layout.widths[1:]
-    ]
-    assert torch.autograd.gradcheck(scatter_sum, tuple(parts))
+    assert torch.autograd.gradcheck(lambda h: tuple(gather(h, pairs, concat)), (h,))
+    parts = random_messages(2 * pairs.target.shape[0], layout, torch.float64)
+    assert torch.autograd.gradcheck(lambda *p: scatter_sum(list(p), pairs, layout), tuple(parts))
 
 
 QM9_LIKE = {  # squared distances, instance norm, weight-balanced irreps: the kernels apply
@@ -233,15 +222,7 @@ def test_a_second_derivative_raises_instead_of_being_wrong():
     pairs = random_pairs(torch.float64)
     concat = FrameConcat([IRREPS, IRREPS, "2x0e"])
     h = torch.randn(NUM_ATOMS, concat.irreps_in[0].dim, dtype=torch.float64, requires_grad=True)
-    parts = frame_kernels.frame_gather(
-        h,
-        pairs.edge_scalars,
-        pairs.target,
-        pairs.source,
-        pairs.receiver_index,
-        pairs.rotations,
-        *frame_kernels.gather_table(concat),
-    )
+    parts = gather(h, pairs, concat)
     (grad,) = torch.autograd.grad(sum(part.pow(2).sum() for part in parts), h, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         grad.sum().backward()
