@@ -152,13 +152,18 @@ def count_fused_calls(monkeypatch) -> list[int]:
 
 @needs_kernels
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_models_with_and_without_the_kernels_agree(dtype, tolerance, monkeypatch):
+@pytest.mark.parametrize(
+    "hidden",
+    [{}, {"lmax_hidden": 1, "hidden_allocation": "dimension"}],  # as configs/qm9_quick.yaml
+    ids=["l2-weights", "l1-dimension"],
+)
+def test_models_with_and_without_the_kernels_agree(dtype, tolerance, hidden, monkeypatch):
     batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
     calls = count_fused_calls(monkeypatch)
     results = []
     for fused in (False, True):
         torch.manual_seed(0)
-        model = segnn.SEGNN(ModelConfig(**QM9_LIKE, frame_kernels=fused)).to(dtype)
+        model = segnn.SEGNN(ModelConfig(**QM9_LIKE | hidden, frame_kernels=fused)).to(dtype)
         output = model(batch)
         gradients = torch.autograd.grad(output.pow(2).sum(), list(model.parameters()))
         results.append((output.detach(), gradients))
