@@ -81,3 +81,30 @@ def test_padded_small_couplings_match_e3nn():
     (gradient,) = torch.autograd.grad(ours.pow(2).sum(), x)
     (expected,) = torch.autograd.grad(theirs.pow(2).sum(), x)
     assert torch.allclose(gradient, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_the_fastest_path_matches_the_reference_path(dtype, tolerance, monkeypatch):
+    """The benchmark's fast backends (edge frame, edge pairs, fused frame kernels) against its
+    reference backend (e3nn products, ordinary messages), on the same weights."""
+    from segnn.o3 import frame_kernels
+
+    calls = []
+    gather = frame_kernels.frame_gather
+    monkeypatch.setattr(
+        frame_kernels, "frame_gather", lambda *args: calls.append(1) or gather(*args)
+    )
+    options = {"hidden_features": 32, "lmax_hidden": 2, "lmax_attr": 3, "num_layers": 2}
+    batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
+    results = []
+    for fast in (True, False):
+        torch.manual_seed(0)
+        model = segnn.build_model({"model": options | {"edge_frame": fast}}).to(dtype)
+        use_reference_tensor_products(model, enabled=not fast)
+        results.append(outputs_and_gradients(model, batch))
+    (ours, our_gradients), (reference, reference_gradients) = results
+    assert (ours - reference).abs().max() <= tolerance * reference.abs().max()
+    gradient_scale = max(float(g.abs().max()) for g in reference_gradients)
+    for mine, theirs in zip(our_gradients, reference_gradients):
+        assert (mine - theirs).abs().max() <= tolerance * gradient_scale
+    assert len(calls) == options["num_layers"] or not frame_kernels.available()
