@@ -62,7 +62,7 @@ class EdgePairs(NamedTuple):
     direction's message back); ``edge_scalars`` ``[P, S]``, ``edge_weights`` ``[P]`` or ``None``:
     those of the edges ``a → b`` (the same for ``b → a``); ``receiver_index``: the message rows
     sorted by receiver ``[2P]`` and where each atom's rows start ``[N + 1]`` (for the fused
-    sum, :mod:`segnn.o3.frame_kernels`).
+    CPU kernels, :mod:`segnn.o3.frame_kernels`; ``None`` on other devices).
     """
 
     source: torch.Tensor
@@ -72,7 +72,7 @@ class EdgePairs(NamedTuple):
     back_rotations: list[torch.Tensor]
     edge_scalars: torch.Tensor
     edge_weights: torch.Tensor | None
-    receiver_index: tuple[torch.Tensor, torch.Tensor]
+    receiver_index: tuple[torch.Tensor, torch.Tensor] | None
 
 
 def edge_pairs(
@@ -88,9 +88,11 @@ def edge_pairs(
     ``edge_weights`` ``[E]`` (symmetric: functions of the distance), and the number of atoms."""
     source, target = edge_index[0, forward], edge_index[1, forward]
     receivers = torch.stack([target, source], dim=1).flatten()
-    order = torch.argsort(receivers, stable=True)
-    starts = receivers.new_zeros(num_atoms + 1)
-    starts[1:] = torch.bincount(receivers, minlength=num_atoms).cumsum(0)
+    receiver_index = None
+    if receivers.device.type == "cpu":  # for the CPU kernels; bincount would sync a GPU
+        starts = receivers.new_zeros(num_atoms + 1)
+        starts[1:] = torch.bincount(receivers, minlength=num_atoms).cumsum(0)
+        receiver_index = torch.argsort(receivers, stable=True), starts
     back_rotations = [
         torch.stack([rotation, rotation if l % 2 == 0 else -rotation], dim=1)
         for l, rotation in enumerate(rotations, start=1)
@@ -103,7 +105,7 @@ def edge_pairs(
         back_rotations,
         edge_scalars.index_select(0, forward),
         None if edge_weights is None else edge_weights.index_select(0, forward),
-        (order, starts),
+        receiver_index,
     )
 
 

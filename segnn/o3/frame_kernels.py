@@ -81,8 +81,27 @@ def usable(h: torch.Tensor, scalars: torch.Tensor, rotations: list[torch.Tensor]
     return available()
 
 
-def _table(rows: list[list[int]], lmax: int) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.long).view(-1, 4 + lmax + 1)
+def _table(blocks: list[tuple[int, int, int, int]], lmax: int) -> tuple[torch.Tensor, list[int]]:
+    """The block table (see the C++ source) of ``blocks`` ``(input, offset, mul, l)`` in
+    column order, and the widths ``K_k`` of the frame parts they fill."""
+    widths, rows = [0] * (lmax + 1), []
+    for block in blocks:
+        mul, l = block[2], block[3]
+        columns = [-1] * (lmax + 1)
+        for k in range(l + 1):
+            columns[k] = widths[k]
+            widths[k] += mul
+        rows.append([*block, *columns])
+    return torch.tensor(rows, dtype=torch.long).view(-1, 4 + lmax + 1), widths
+
+
+def _offsets(blocks: list[tuple[int, int]]) -> list[int]:
+    """First column of each block ``(mul, l)`` in a row of e3nn features."""
+    starts, position = [], 0
+    for mul, l in blocks:
+        starts.append(position)
+        position += mul * (2 * l + 1)
+    return starts
 
 
 def gather_table(frame_concat: FrameConcat) -> tuple[torch.Tensor, list[int]]:
@@ -90,36 +109,18 @@ def gather_table(frame_concat: FrameConcat) -> tuple[torch.Tensor, list[int]]:
     (see the C++ source) and the widths ``K_k`` of its frame parts."""
     if len(frame_concat.blocks) != 3 or any(l for _, l in frame_concat.blocks[2]):
         raise ValueError("frame_gather takes [h, h, edge scalars] (scalars of degree 0)")
-    offsets = []
-    for blocks in frame_concat.blocks:
-        position, starts = 0, []
-        for mul, l in blocks:
-            starts.append(position)
-            position += mul * (2 * l + 1)
-        offsets.append(starts)
-    lmax = frame_concat.lmax
-    widths, rows = [0] * (lmax + 1), []
-    for i, n in frame_concat.order:
-        mul, l = frame_concat.blocks[i][n]
-        columns = [-1] * (lmax + 1)
-        for k in range(l + 1):
-            columns[k] = widths[k]
-            widths[k] += mul
-        rows.append([i, offsets[i][n], mul, l, *columns])
-    return _table(rows, lmax), widths
+    offsets = [_offsets(blocks) for blocks in frame_concat.blocks]
+    blocks = [(i, offsets[i][n], *frame_concat.blocks[i][n]) for i, n in frame_concat.order]
+    return _table(blocks, frame_concat.lmax)
 
 
 def scatter_table(layout: FrameLayout) -> tuple[torch.Tensor, int]:
     """The block table of features laid out by ``layout`` and their width ``irreps.dim``."""
-    widths, rows, offset = [0] * (layout.lmax + 1), [], 0
-    for mul, l in layout._blocks:
-        columns = [-1] * (layout.lmax + 1)
-        for k in range(l + 1):
-            columns[k] = widths[k]
-            widths[k] += mul
-        rows.append([0, offset, mul, l, *columns])
-        offset += mul * (2 * l + 1)
-    return _table(rows, layout.lmax), offset
+    offsets = _offsets(layout._blocks)
+    table, _ = _table(
+        [(0, offset, *block) for offset, block in zip(offsets, layout._blocks)], layout.lmax
+    )
+    return table, layout.irreps.dim
 
 
 class _FrameGather(torch.autograd.Function):
