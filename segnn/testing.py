@@ -188,6 +188,27 @@ def compare(expected: torch.Tensor, actual: torch.Tensor, what: str) -> float:
     return error
 
 
+def assert_same_outputs_and_gradients(
+    actual: tuple[torch.Tensor, Sequence[torch.Tensor]],
+    expected: tuple[torch.Tensor, Sequence[torch.Tensor]],
+    tolerance: float,
+    what: str = "",
+) -> None:
+    """Two ``(output, parameter gradients)`` results of the same function on the same weights
+    (e.g. two computation paths): the outputs agree within ``tolerance`` times the largest
+    expected output, every gradient within ``tolerance`` times the largest expected gradient
+    (relative to that: some parameters, e.g. biases feeding a norm, get gradients near 0)."""
+    output, gradients = actual
+    expected_output, expected_gradients = expected
+    error = float((output - expected_output).abs().max())
+    assert error <= tolerance * float(expected_output.abs().max()), f"{what} output: {error:.3e}"
+    scale = max(float(g.abs().max()) for g in expected_gradients)
+    assert len(gradients) == len(expected_gradients), what
+    for index, (mine, theirs) in enumerate(zip(gradients, expected_gradients)):
+        error = float((mine - theirs).abs().max())
+        assert error <= tolerance * scale, f"{what} gradient {index}: {error:.3e}"
+
+
 def assert_model_equivariant(
     model: Callable[[Data], torch.Tensor],
     data: Data,
