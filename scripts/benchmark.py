@@ -26,8 +26,9 @@ longest. On CPU the profiler's own overhead inflates the many small ops a little
 
 Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
 ``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
-our product with the messages computed in each edge's frame (``model.edge_frame``);
-``segnn_edge_frame_compiled`` — that, with the layers' node updates compiled (``train.compile``;
+our product with the messages computed in each edge's frame (``model.edge_frame``; on CPUs
+with the fused frame kernels where they apply, ``model.frame_kernels``: compare without them
+with ``--set model.frame_kernels=false``); ``segnn_edge_frame_compiled`` — that, with the layers' node updates compiled (``train.compile``;
 its first step includes the compilation, reported as ``first_train_step_s``). They are timed
 in turns (A, B, C, A, B, C, ...).
 
