@@ -231,3 +231,22 @@ def test_a_second_derivative_raises_instead_of_being_wrong():
     (grad,) = torch.autograd.grad(sum(part.pow(2).sum() for part in parts), h, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         grad.sum().backward()
+
+
+@needs_kernels
+def test_inconsistent_inputs_raise_clear_errors():
+    pairs = random_pairs(torch.float64)
+    concat = FrameConcat([IRREPS, IRREPS, "2x0e"])
+    h = torch.randn(NUM_ATOMS, concat.irreps_in[0].dim, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"receivers\[0\] = 99 is outside"):
+        gather(h, pairs._replace(target=torch.full_like(pairs.target, 99)), concat)
+    with pytest.raises(RuntimeError, match="block 0 of the table does not fit its input"):
+        gather(h[:, :2], pairs, concat)
+    with pytest.raises(RuntimeError, match=r"D\^1 has shape \[3, 4, 3\]"):
+        gather(h, pairs._replace(rotations=[r[:3] for r in pairs.rotations]), concat)
+    layout = FrameLayout(IRREPS)
+    parts = random_messages(2 * pairs.target.shape[0], layout, torch.float32)
+    with pytest.raises(
+        RuntimeError, match="a rotation must be a contiguous 3-d Float tensor, got Double"
+    ):
+        scatter_sum(parts, pairs, layout)

@@ -18,6 +18,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace {
@@ -222,15 +223,86 @@ std::vector<at::Tensor> to_vector(at::TensorList tensors) {
   return std::vector<at::Tensor>(tensors.begin(), tensors.end());
 }
 
-void check_table(const at::Tensor& table) {
-  TORCH_CHECK(table.dim() == 2 && table.scalar_type() == at::kLong && table.is_contiguous(),
-              "frame kernels: the block table must be a contiguous int64 matrix");
+// Shapes, types and index ranges, checked before any raw pointer is used: a mismatch raises a
+// clear error instead of reading or writing out of bounds.
+void check_tensor(const at::Tensor& t, at::ScalarType type, int64_t dim, const char* what) {
+  TORCH_CHECK(t.scalar_type() == type && t.dim() == dim && t.is_contiguous(),
+              "segnn frame kernels: ", what, " must be a contiguous ", dim, "-d ",
+              c10::toString(type), " tensor, got ", t.scalar_type(), " of shape ", t.sizes());
+}
+
+void check_indices(const at::Tensor& index, int64_t size, int64_t bound, const char* what) {
+  check_tensor(index, at::kLong, 1, what);
+  TORCH_CHECK(index.size(0) == size, "segnn frame kernels: ", what, " has ", index.size(0),
+              " entries, expected ", size);
+  const int64_t* values = index.data_ptr<int64_t>();
+  for (int64_t i = 0; i < size; ++i)
+    TORCH_CHECK(values[i] >= 0 && values[i] < bound, "segnn frame kernels: ", what, "[", i,
+                "] = ", values[i], " is outside [0, ", bound, ")");
+}
+
+// The table against the widths of the rows it reads (input_widths) and the frame parts it fills
+// (`rows` rows each), and the rotations (`pairs` of them per degree) against its degrees.
+void check_layout(const at::Tensor& table, const std::vector<int64_t>& input_widths,
+                  const std::vector<at::Tensor>& parts, int64_t rows, at::ScalarType type,
+                  const std::vector<at::Tensor>& rotations, int64_t pairs) {
+  check_tensor(table, at::kLong, 2, "the block table");
+  const int64_t num_parts = parts.size();
+  TORCH_CHECK(num_parts >= 1 && table.size(1) == kColumns + num_parts,
+              "segnn frame kernels: a table with ", table.size(1), " columns for ", num_parts,
+              " frame parts");
+  for (int64_t k = 0; k < num_parts; ++k) {
+    check_tensor(parts[k], type, k == 0 ? 2 : 3, "a frame part");
+    TORCH_CHECK(parts[k].size(-2) == rows && (k == 0 || parts[k].size(0) == 2),
+                "segnn frame kernels: frame part ", k, " has shape ", parts[k].sizes(),
+                ", expected ", k == 0 ? "[" : "[2, ", rows, ", K]");
+  }
+  for (size_t l = 1; l <= rotations.size(); ++l) {
+    const auto& rotation = rotations[l - 1];
+    check_tensor(rotation, type, 3, "a rotation");
+    TORCH_CHECK(rotation.size(0) == pairs && rotation.size(1) >= 2 * int64_t(l) + 1 &&
+                    rotation.size(2) == 2 * int64_t(l) + 1,
+                "segnn frame kernels: D^", l, " has shape ", rotation.sizes(), ", expected [",
+                pairs, ", >= ", 2 * l + 1, ", ", 2 * l + 1, "]");
+  }
+  const int64_t* entries = table.data_ptr<int64_t>();
+  for (int64_t b = 0; b < table.size(0); ++b) {
+    const int64_t* entry = entries + b * table.size(1);
+    const int64_t input = entry[0], offset = entry[1], mul = entry[2], l = entry[3];
+    TORCH_CHECK(input >= 0 && input < int64_t(input_widths.size()) && offset >= 0 && mul >= 0 &&
+                    l >= 0 && l < num_parts && (l == 0 || l <= int64_t(rotations.size())) &&
+                    offset + mul * (2 * l + 1) <= input_widths[input],
+                "segnn frame kernels: block ", b, " of the table does not fit its input");
+    for (int64_t k = 0; k <= l; ++k)
+      TORCH_CHECK(entry[kColumns + k] >= 0 && entry[kColumns + k] + mul <= parts[k].size(-1),
+                  "segnn frame kernels: block ", b, " does not fit frame part ", k);
+  }
+}
+
+void check_sorted_rows(const at::Tensor& order, const at::Tensor& offsets, int64_t rows,
+                       int64_t atoms) {
+  check_indices(order, rows, rows, "the receiver-sorted rows");
+  check_tensor(offsets, at::kLong, 1, "the atoms' first rows");
+  TORCH_CHECK(offsets.size(0) == atoms + 1, "segnn frame kernels: ", offsets.size(0),
+              " row offsets for ", atoms, " atoms");
+  const int64_t* first = offsets.data_ptr<int64_t>();
+  TORCH_CHECK(first[0] == 0 && first[atoms] == rows, "segnn frame kernels: row offsets must run from 0 to ", rows);
+  for (int64_t n = 0; n < atoms; ++n)
+    TORCH_CHECK(first[n] <= first[n + 1], "segnn frame kernels: row offsets must not decrease");
 }
 
 void gather(const at::Tensor& h, const at::Tensor& scalars, const at::Tensor& receivers,
             const at::Tensor& senders, at::TensorList rotations, const at::Tensor& table,
             at::TensorList out) {
-  check_table(table);
+  const int64_t pairs = receivers.numel();
+  check_tensor(h, h.scalar_type(), 2, "h");
+  check_tensor(scalars, h.scalar_type(), 2, "the edge scalars");
+  TORCH_CHECK(scalars.size(0) == pairs, "segnn frame kernels: ", scalars.size(0),
+              " rows of edge scalars for ", pairs, " pairs");
+  check_indices(receivers, pairs, h.size(0), "receivers");
+  check_indices(senders, pairs, h.size(0), "senders");
+  check_layout(table, {h.size(1), h.size(1), scalars.size(1)}, to_vector(out), pairs,
+               h.scalar_type(), to_vector(rotations), pairs);
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "segnn_frame::gather", [&] {
     gather_impl<scalar_t>(h, scalars, receivers, senders, to_vector(rotations), table,
                           to_vector(out));
@@ -239,7 +311,12 @@ void gather(const at::Tensor& h, const at::Tensor& scalars, const at::Tensor& re
 
 void gather_backward(at::TensorList grads, at::TensorList rotations, const at::Tensor& table,
                      const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& grad_h) {
-  check_table(table);
+  check_tensor(grad_h, grad_h.scalar_type(), 2, "the gradient of h");
+  const int64_t pairs = grads.empty() ? 0 : grads[0].size(0);
+  check_sorted_rows(order, offsets, 2 * pairs, grad_h.size(0));
+  // the scalars' blocks (input 2) are skipped: any width will do
+  check_layout(table, {grad_h.size(1), grad_h.size(1), INT64_MAX}, to_vector(grads), pairs,
+               grad_h.scalar_type(), to_vector(rotations), pairs);
   AT_DISPATCH_FLOATING_TYPES(grad_h.scalar_type(), "segnn_frame::gather_backward", [&] {
     sum_per_atom<scalar_t>(to_vector(grads), to_vector(rotations), table, order, offsets, grad_h,
                            /*by_pair=*/true);
@@ -248,7 +325,12 @@ void gather_backward(at::TensorList grads, at::TensorList rotations, const at::T
 
 void scatter_sum(at::TensorList messages, at::TensorList rotations, const at::Tensor& table,
                  const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& out) {
-  check_table(table);
+  check_tensor(out, out.scalar_type(), 2, "the sums");
+  const int64_t rows = messages.empty() ? 0 : messages[0].size(0);
+  TORCH_CHECK(rows % 2 == 0, "segnn frame kernels: messages come in pairs, got ", rows, " rows");
+  check_sorted_rows(order, offsets, rows, out.size(0));
+  check_layout(table, {out.size(1)}, to_vector(messages), rows, out.scalar_type(),
+               to_vector(rotations), rows / 2);
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "segnn_frame::scatter_sum", [&] {
     sum_per_atom<scalar_t>(to_vector(messages), to_vector(rotations), table, order, offsets, out,
                            /*by_pair=*/false);
@@ -258,7 +340,12 @@ void scatter_sum(at::TensorList messages, at::TensorList rotations, const at::Te
 void scatter_sum_backward(const at::Tensor& grad, at::TensorList rotations,
                           const at::Tensor& table, const at::Tensor& receivers,
                           at::TensorList grad_messages) {
-  check_table(table);
+  check_tensor(grad, grad.scalar_type(), 2, "the gradient of the sums");
+  const int64_t rows = receivers.numel();
+  TORCH_CHECK(rows % 2 == 0, "segnn frame kernels: messages come in pairs, got ", rows, " rows");
+  check_indices(receivers, rows, grad.size(0), "receivers");
+  check_layout(table, {grad.size(1)}, to_vector(grad_messages), rows, grad.scalar_type(),
+               to_vector(rotations), rows / 2);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "segnn_frame::scatter_sum_backward", [&] {
     scatter_sum_backward_impl<scalar_t>(grad, to_vector(rotations), receivers, table,
                                         to_vector(grad_messages));

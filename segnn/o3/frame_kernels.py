@@ -17,9 +17,11 @@ pass:
 They compute the same numbers as the PyTorch path (to rounding; ``tests/test_frame_kernels.py``)
 but differentiate only with respect to the features, not the rotations or the edge scalars, and
 only once (force training differentiates twice; a second derivative raises), so the layer uses
-them only where positions need no gradient (no forces) and on CPU tensors (:func:`usable`). The kernels are compiled with the machine's C++ compiler on first use (~10 s,
-cached by PyTorch under ``~/.cache/torch_extensions``); where that fails the layer warns once
-and keeps the PyTorch path.
+them only where positions need no gradient (no forces) and on CPU tensors (:func:`usable`).
+The kernels check shapes, types and index ranges before touching memory. They are compiled
+with the machine's C++ compiler on first use (~10 s, cached by PyTorch under
+``~/.cache/torch_extensions``); where that fails the layer warns once and keeps the PyTorch
+path.
 """
 
 from __future__ import annotations
@@ -67,6 +69,14 @@ def available() -> bool:
         )
         return False
     return True
+
+
+def _require_kernels() -> None:
+    if not available():
+        raise RuntimeError(
+            "segnn: the fused frame kernels are not available here (see the warning above); "
+            "use the PyTorch ops (model.frame_kernels: false)"
+        )
 
 
 def usable(h: torch.Tensor, scalars: torch.Tensor, rotations: list[torch.Tensor]) -> bool:
@@ -132,19 +142,14 @@ class _FrameGather(torch.autograd.Function):
         torch.ops.segnn_frame.gather(h, scalars, receivers, senders, rotations, table, parts)
         ctx.save_for_backward(order, offsets, table, *rotations)
         ctx.feature_shape = h.shape
-        ctx.part_shapes = [part.shape for part in parts]
         return tuple(parts)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, *grads):
+    def backward(ctx, *grads):  # unused parts get zeros (autograd materialises them)
         order, offsets, table, *rotations = ctx.saved_tensors
-        like = next(grad for grad in grads if grad is not None)
-        grads = [
-            grad.contiguous() if grad is not None else like.new_zeros(shape)
-            for grad, shape in zip(grads, ctx.part_shapes)
-        ]
-        grad_h = like.new_empty(ctx.feature_shape)
+        grads = [grad.contiguous() for grad in grads]
+        grad_h = grads[0].new_empty(ctx.feature_shape)
         torch.ops.segnn_frame.gather_backward(grads, rotations, table, order, offsets, grad_h)
         return (grad_h,) + (None,) * (7 + len(rotations))
 
@@ -189,6 +194,7 @@ def frame_gather(
     :func:`~segnn.o3.edge_frame.frame_rotations` ``[P, d', 2l + 1]`` per degree, ``(table,
     widths)`` from :func:`gather_table` → parts ``[P, K_0]``, ``[2, P, K_k]``. Differentiable
     with respect to ``h`` only."""
+    _require_kernels()
     rotations = [rotation.contiguous() for rotation in rotations]
     order, offsets = index
     parts = _FrameGather.apply(
@@ -218,9 +224,10 @@ def frame_scatter_sum(
     ``parts``: the messages by ``|m|`` (``[2P, K_0]``, ``[2, 2P, K_k]``; rows ``2p`` and
     ``2p + 1`` are pair ``p``'s two directions); ``rotations``: the pairs' frame rotations ``D``,
     ``[P, d', 2l + 1]`` per degree (row ``2p + 1`` is rotated back by ``(-1)^l D``, as in
-    :mod:`segnn.o3.edge_pairs`); ``receivers [2P]``, ``index`` =
-    ``EdgePairs.receiver_index`` (rows sorted by receiver, each atom's start); ``(table, width)`` from :func:`scatter_table` →
-    ``[N, width]``. Differentiable with respect to ``parts`` only."""
+    :mod:`segnn.o3.edge_pairs`); ``receivers [2P]``; ``index``: ``EdgePairs.receiver_index``
+    (rows sorted by receiver, each atom's first); ``(table, width)`` from
+    :func:`scatter_table` → ``[N, width]``. Differentiable with respect to ``parts`` only."""
+    _require_kernels()
     rotations = [rotation.contiguous() for rotation in rotations]
     order, offsets = index
     return _FrameScatterSum.apply(
