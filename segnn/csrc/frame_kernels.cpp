@@ -158,8 +158,8 @@ void gather_impl(const at::Tensor& h, const at::Tensor& scalars, const at::Tenso
 // message's frame.
 template <typename T>
 void scatter_sum_backward_impl(const at::Tensor& grad, const std::vector<at::Tensor>& rotations,
-                               const at::Tensor& receivers,
-                               const at::Tensor& table, const std::vector<at::Tensor>& grad_messages) {
+                               const at::Tensor& receivers, const at::Tensor& table,
+                               const std::vector<at::Tensor>& grad_messages) {
   const int64_t width = grad.size(1), rows = receivers.size(0);
   const T* grads = grad.data_ptr<T>();
   const int64_t* receiver = receivers.data_ptr<int64_t>();
@@ -177,8 +177,8 @@ void scatter_sum_backward_impl(const at::Tensor& grad, const std::vector<at::Ten
 // * the gather's gradient (by_pair true): frame row e / 2 of the pair, whose receiver blocks
 //   (input 0) belong to n when e is even and whose sender blocks (input 1) when e is odd.
 template <typename T>
-void sum_per_atom(const std::vector<at::Tensor>& frame, const std::vector<at::Tensor>& rotation_list,
-                  const at::Tensor& table, const at::Tensor& order, const at::Tensor& offsets,
+void sum_per_atom(const std::vector<at::Tensor>& frame,
+                  const std::vector<at::Tensor>& rotation_list, const at::Tensor& table, const at::Tensor& order, const at::Tensor& offsets,
                   const at::Tensor& out, bool by_pair) {
   const int64_t atoms = out.size(0), width = out.size(1), rows = frame[0].size(0);
   const int64_t blocks = table.size(0), entry_size = table.size(1);
@@ -286,7 +286,8 @@ void check_sorted_rows(const at::Tensor& order, const at::Tensor& offsets, int64
   TORCH_CHECK(offsets.size(0) == atoms + 1, "segnn frame kernels: ", offsets.size(0),
               " row offsets for ", atoms, " atoms");
   const int64_t* first = offsets.data_ptr<int64_t>();
-  TORCH_CHECK(first[0] == 0 && first[atoms] == rows, "segnn frame kernels: row offsets must run from 0 to ", rows);
+  TORCH_CHECK(first[0] == 0 && first[atoms] == rows,
+              "segnn frame kernels: row offsets must run from 0 to ", rows);
   for (int64_t n = 0; n < atoms; ++n)
     TORCH_CHECK(first[n] <= first[n + 1], "segnn frame kernels: row offsets must not decrease");
 }
@@ -301,11 +302,11 @@ void gather(const at::Tensor& h, const at::Tensor& scalars, const at::Tensor& re
               " rows of edge scalars for ", pairs, " pairs");
   check_indices(receivers, pairs, h.size(0), "receivers");
   check_indices(senders, pairs, h.size(0), "senders");
-  check_layout(table, {h.size(1), h.size(1), scalars.size(1)}, to_vector(out), pairs,
-               h.scalar_type(), to_vector(rotations), pairs);
+  const auto rotation_list = to_vector(rotations), parts = to_vector(out);
+  check_layout(table, {h.size(1), h.size(1), scalars.size(1)}, parts, pairs, h.scalar_type(),
+               rotation_list, pairs);
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "segnn_frame::gather", [&] {
-    gather_impl<scalar_t>(h, scalars, receivers, senders, to_vector(rotations), table,
-                          to_vector(out));
+    gather_impl<scalar_t>(h, scalars, receivers, senders, rotation_list, table, parts);
   });
 }
 
@@ -315,10 +316,11 @@ void gather_backward(at::TensorList grads, at::TensorList rotations, const at::T
   const int64_t pairs = grads.empty() ? 0 : grads[0].size(0);
   check_sorted_rows(order, offsets, 2 * pairs, grad_h.size(0));
   // the scalars' blocks (input 2) are skipped: any width will do
-  check_layout(table, {grad_h.size(1), grad_h.size(1), INT64_MAX}, to_vector(grads), pairs,
-               grad_h.scalar_type(), to_vector(rotations), pairs);
+  const auto rotation_list = to_vector(rotations), parts = to_vector(grads);
+  check_layout(table, {grad_h.size(1), grad_h.size(1), INT64_MAX}, parts, pairs,
+               grad_h.scalar_type(), rotation_list, pairs);
   AT_DISPATCH_FLOATING_TYPES(grad_h.scalar_type(), "segnn_frame::gather_backward", [&] {
-    sum_per_atom<scalar_t>(to_vector(grads), to_vector(rotations), table, order, offsets, grad_h,
+    sum_per_atom<scalar_t>(parts, rotation_list, table, order, offsets, grad_h,
                            /*by_pair=*/true);
   });
 }
@@ -329,11 +331,10 @@ void scatter_sum(at::TensorList messages, at::TensorList rotations, const at::Te
   const int64_t rows = messages.empty() ? 0 : messages[0].size(0);
   TORCH_CHECK(rows % 2 == 0, "segnn frame kernels: messages come in pairs, got ", rows, " rows");
   check_sorted_rows(order, offsets, rows, out.size(0));
-  check_layout(table, {out.size(1)}, to_vector(messages), rows, out.scalar_type(),
-               to_vector(rotations), rows / 2);
+  const auto rotation_list = to_vector(rotations), parts = to_vector(messages);
+  check_layout(table, {out.size(1)}, parts, rows, out.scalar_type(), rotation_list, rows / 2);
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "segnn_frame::scatter_sum", [&] {
-    sum_per_atom<scalar_t>(to_vector(messages), to_vector(rotations), table, order, offsets, out,
-                           /*by_pair=*/false);
+    sum_per_atom<scalar_t>(parts, rotation_list, table, order, offsets, out, /*by_pair=*/false);
   });
 }
 
@@ -344,11 +345,10 @@ void scatter_sum_backward(const at::Tensor& grad, at::TensorList rotations,
   const int64_t rows = receivers.numel();
   TORCH_CHECK(rows % 2 == 0, "segnn frame kernels: messages come in pairs, got ", rows, " rows");
   check_indices(receivers, rows, grad.size(0), "receivers");
-  check_layout(table, {grad.size(1)}, to_vector(grad_messages), rows, grad.scalar_type(),
-               to_vector(rotations), rows / 2);
+  const auto rotation_list = to_vector(rotations), parts = to_vector(grad_messages);
+  check_layout(table, {grad.size(1)}, parts, rows, grad.scalar_type(), rotation_list, rows / 2);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "segnn_frame::scatter_sum_backward", [&] {
-    scatter_sum_backward_impl<scalar_t>(grad, to_vector(rotations), receivers, table,
-                                        to_vector(grad_messages));
+    scatter_sum_backward_impl<scalar_t>(grad, rotation_list, receivers, table, parts);
   });
 }
 
