@@ -34,7 +34,11 @@ def test_graph_model_is_invariant(batch64, lmax_attr, norm):
 
 @pytest.mark.parametrize(
     "options",
-    [{"attribute_normalization": "integral"}, {"hidden_allocation": "weights", "lmax_hidden": 1}],
+    [
+        {"attribute_normalization": "integral"},
+        {"hidden_allocation": "weights", "lmax_hidden": 1},
+        {"parameterization": "standard", "normalize_activations": True},
+    ],
 )
 def test_model_variants_are_invariant(batch64, options):
     model = small_model(**options)

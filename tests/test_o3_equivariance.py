@@ -48,11 +48,12 @@ def test_node_attributes_are_edge_means_with_unit_scalar():
     assert node_attr[2].tolist() == [1.0] + [0.0] * (sh.irreps.dim - 1)
 
 
+@pytest.mark.parametrize("parameterization", ["normalized", "standard"])
 @pytest.mark.parametrize("lmax_attr", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_conditioned_tensor_product(lmax_attr, dtype):
+def test_conditioned_tensor_product(lmax_attr, dtype, parameterization):
     irreps_attr = spherical_harmonics_irreps(lmax_attr)
-    tp = ConditionedTensorProduct(HIDDEN, irreps_attr, HIDDEN).to(dtype)
+    tp = ConditionedTensorProduct(HIDDEN, irreps_attr, HIDDEN, parameterization).to(dtype)
     torch.nn.init.normal_(tp.bias)
     x, a = features(HIDDEN, dtype=dtype), attributes(lmax_attr, dtype=dtype)
     assert_module_equivariant(tp, [x, a], [HIDDEN, irreps_attr], HIDDEN)
@@ -77,8 +78,9 @@ def test_tensor_product_keeps_unit_scale():
     assert 0.3 < out.pow(2).mean().sqrt() < 3
 
 
-def test_gate_layout_and_equivariance():
-    gate = Gate(HIDDEN).double()
+@pytest.mark.parametrize("normalize", [False, True])
+def test_gate_layout_and_equivariance(normalize):
+    gate = Gate(HIDDEN, normalize).double()
     # one gate per l>0 field
     assert gate.irreps_in.dim == HIDDEN.dim + sum(mul for mul, ir in HIDDEN if ir.l > 0)
     assert gate.irreps_out == HIDDEN
@@ -87,12 +89,22 @@ def test_gate_layout_and_equivariance():
 
 
 @pytest.mark.parametrize("lmax_attr", [1, 2, 3])
-def test_gated_tensor_product_and_mlp(lmax_attr):
+@pytest.mark.parametrize("official", [False, True])
+def test_gated_tensor_product_and_mlp(lmax_attr, official):
     irreps_attr = spherical_harmonics_irreps(lmax_attr)
     x, a = features(HIDDEN), attributes(lmax_attr)
-    gated = GatedTensorProduct(HIDDEN, irreps_attr, HIDDEN).double()
+    options = ("standard", True) if official else ("normalized", False)
+    gated = GatedTensorProduct(HIDDEN, irreps_attr, HIDDEN, *options).double()
     assert_module_equivariant(gated, [x, a], [HIDDEN, irreps_attr], HIDDEN)
-    mlp = SteerableMLP(HIDDEN, HIDDEN, "3x0e+1x1o+1x2e", irreps_attr, num_layers=3).double()
+    mlp = SteerableMLP(
+        HIDDEN,
+        HIDDEN,
+        "3x0e+1x1o+1x2e",
+        irreps_attr,
+        num_layers=3,
+        parameterization=options[0],
+        normalize_activations=options[1],
+    ).double()
     assert_module_equivariant(mlp, [x, a], [HIDDEN, irreps_attr], mlp.irreps_out)
 
 

@@ -17,11 +17,20 @@ def outputs_and_gradients(model, batch):
     return output.detach().clone(), [p.grad.detach().clone() for p in model.parameters()]
 
 
+@pytest.mark.parametrize("parameterization", ["normalized", "standard"])
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_reference_path_matches_on_a_qm9_model(dtype, tolerance):
+def test_reference_path_matches_on_a_qm9_model(dtype, tolerance, parameterization):
     torch.manual_seed(0)
     model = segnn.build_model(
-        {"model": {"hidden_features": 32, "lmax_hidden": 2, "lmax_attr": 3, "num_layers": 2}}
+        {
+            "model": {
+                "hidden_features": 32,
+                "lmax_hidden": 2,
+                "lmax_attr": 3,
+                "num_layers": 2,
+                "parameterization": parameterization,
+            }
+        }
     ).to(dtype)
     # no highly symmetric molecules (CH4, C6H6, CF4): their vector features vanish by symmetry
     # and the instance norm of ~0 vectors amplifies float32 rounding differently on each path
@@ -44,9 +53,12 @@ def test_reference_path_matches_on_a_qm9_model(dtype, tolerance):
         ("2x1o", "1x1o", "1x0e+1x1e+1x2e"),
     ],
 )
-def test_every_block_layout_matches_e3nn(irreps_in, irreps_attr, irreps_out):
+@pytest.mark.parametrize("parameterization", ["normalized", "standard"])
+def test_every_block_layout_matches_e3nn(irreps_in, irreps_attr, irreps_out, parameterization):
     torch.manual_seed(0)
-    product = ConditionedTensorProduct(irreps_in, irreps_attr, irreps_out).double()
+    product = ConditionedTensorProduct(
+        irreps_in, irreps_attr, irreps_out, parameterization
+    ).double()
     with torch.no_grad():
         product.bias.normal_()
     reference = ReferenceTensorProduct(product)
@@ -88,7 +100,13 @@ def test_the_fastest_path_matches_the_reference_path(dtype, tolerance, monkeypat
     monkeypatch.setattr(
         frame_kernels, "frame_gather", lambda *args: calls.append(1) or gather(*args)
     )
-    options = {"hidden_features": 32, "lmax_hidden": 2, "lmax_attr": 3, "num_layers": 2}
+    options = {
+        "hidden_features": 32,
+        "lmax_hidden": 2,
+        "lmax_attr": 3,
+        "num_layers": 2,
+        "parameterization": "standard",
+    }
     batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
     results = []
     for fast in (True, False):

@@ -67,16 +67,23 @@ def test_cli_training_writes_everything(trained_run):
     assert len((trained_run / "metrics.csv").read_text().strip().splitlines()) == 3
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path):
-    straight = tiny_config(tmp_path, "train.run_name=straight")
+@pytest.mark.parametrize("ema", [[], ["train.ema_decay=0.9"]], ids=["plain", "ema"])
+def test_resume_reproduces_uninterrupted_run(tmp_path, ema):
+    straight = tiny_config(tmp_path, "train.run_name=straight", *ema)
     train_from_config(straight)
-    interrupted = tiny_config(tmp_path, "train.run_name=interrupted")
+    interrupted = tiny_config(tmp_path, "train.run_name=interrupted", *ema)
     assert train_from_config(interrupted, stop_after_epochs=1) is None
     assert load_checkpoint(tmp_path / "interrupted" / "last.pt")["training_state"]["epoch"] == 1
     resumed = train_from_config(resume_dir=tmp_path / "interrupted")
-    expected = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
-    actual = load_checkpoint(tmp_path / "interrupted" / "last.pt")["model_state"]
-    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    expected = load_checkpoint(tmp_path / "straight" / "last.pt")
+    actual = load_checkpoint(tmp_path / "interrupted" / "last.pt")
+    for weights in ["model_state", "trained_state"] if ema else ["model_state"]:
+        assert all(torch.equal(expected[weights][k], actual[weights][k]) for k in expected[weights])
+    if ema:  # model_state holds the average, which differs from the trained weights
+        assert not all(
+            torch.equal(actual["model_state"][k], actual["trained_state"][k])
+            for k in actual["model_state"]
+        )
     assert resumed["test_mae"] == pytest.approx(
         json.loads((tmp_path / "straight" / "results.json").read_text())["test_mae"]
     )

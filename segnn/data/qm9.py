@@ -207,8 +207,13 @@ def load_qm9_tensors(root: str | Path = "data/qm9") -> dict[str, torch.Tensor]:
 
 
 def split_indices(seed: int = 0, num_molecules: int = NUM_MOLECULES) -> dict[str, torch.Tensor]:
-    """The standard seeded split: 100,000 train / 17,748 validation / 13,083 test molecules."""
-    permutation = torch.randperm(num_molecules, generator=torch.Generator().manual_seed(seed))
+    """The standard seeded split: 100,000 train / 17,748 validation / 13,083 test molecules.
+
+    The official SEGNN code's split (after Cormorant): molecules in QM9 index order, permuted by
+    NumPy's ``RandomState(seed).permutation`` (``np.random.seed(0); np.random.permutation``
+    there), the first 100,000 for training, the next 17,748 for validation, the rest for test.
+    """
+    permutation = torch.from_numpy(np.random.RandomState(seed).permutation(num_molecules))
     train_end = SPLIT_SIZES["train"]
     val_end = train_end + SPLIT_SIZES["val"]
     return {

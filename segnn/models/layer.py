@@ -10,6 +10,7 @@ from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, RadialChannelWeights
 from segnn.o3 import frame_kernels as frame_kernels_module
 from segnn.o3.edge_frame import FrameConcat, FrameLayout
 from segnn.o3.edge_pairs import EdgePairs, PairMirror
+from segnn.o3.tensor_product import Parameterization
 
 
 class SEGNNLayer(MessagePassing):
@@ -48,6 +49,8 @@ class SEGNNLayer(MessagePassing):
         radial_weights: bool = False,
         attribute_scale: float = 1.0,
         frame_kernels: bool = False,
+        parameterization: Parameterization = "normalized",
+        normalize_activations: bool = False,
     ):
         super().__init__(aggr="add", node_dim=0)
         irreps_hidden = o3.Irreps(irreps_hidden)
@@ -59,6 +62,8 @@ class SEGNNLayer(MessagePassing):
             irreps_hidden,
             irreps_attr,
             gate_output=True,
+            parameterization=parameterization,
+            normalize_activations=normalize_activations,
         )
         # the message input straight into the edge frame, and the message out of it
         self.message_frames = (
@@ -71,7 +76,12 @@ class SEGNNLayer(MessagePassing):
         self._scatter_table = frame_kernels_module.scatter_table(self.message_frames[1])
         self.update_input = IrrepsConcat([irreps_hidden, irreps_hidden])
         self.update_mlp = SteerableMLP(
-            self.update_input.irreps_out, irreps_hidden, irreps_hidden, irreps_attr
+            self.update_input.irreps_out,
+            irreps_hidden,
+            irreps_hidden,
+            irreps_attr,
+            parameterization=parameterization,
+            normalize_activations=normalize_activations,
         )
         if (
             self.message_mlp.irreps_out != irreps_hidden

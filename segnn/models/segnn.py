@@ -86,7 +86,10 @@ class SEGNN(torch.nn.Module):
         self.irreps_out = o3.Irreps(config.output_irreps)
 
         self.irreps_in = o3.Irreps(config.input_irreps or f"{len(self.species)}x0e")
-        self.embedding = ConditionedTensorProduct(self.irreps_in, irreps_attr, self.irreps_hidden)
+        weights = config.parameterization
+        self.embedding = ConditionedTensorProduct(
+            self.irreps_in, irreps_attr, self.irreps_hidden, weights
+        )
         self.layers = torch.nn.ModuleList(
             SEGNNLayer(
                 self.irreps_hidden,
@@ -96,12 +99,19 @@ class SEGNN(torch.nn.Module):
                 radial_weights=self.radial is not None,
                 attribute_scale=self.attributes.constant,
                 frame_kernels=config.frame_kernels,
+                parameterization=weights,
+                normalize_activations=config.normalize_activations,
             )
             for _ in range(config.num_layers)
         )
         if config.task in ("node", "energy"):
             self.node_head = SteerableMLP(
-                self.irreps_hidden, self.irreps_hidden, self.irreps_out, irreps_attr
+                self.irreps_hidden,
+                self.irreps_hidden,
+                self.irreps_out,
+                irreps_attr,
+                parameterization=weights,
+                normalize_activations=config.normalize_activations,
             )
             self.graph_head = None
         else:
@@ -110,11 +120,23 @@ class SEGNN(torch.nn.Module):
                 scalar_irreps(config.hidden_features) if only_scalars else self.irreps_hidden
             )
             self.node_head = SteerableMLP(
-                self.irreps_hidden, self.irreps_hidden, irreps_pooled, irreps_attr
+                self.irreps_hidden,
+                self.irreps_hidden,
+                irreps_pooled,
+                irreps_attr,
+                parameterization=weights,
+                normalize_activations=config.normalize_activations,
             )
             # After pooling there is no geometry left to condition on: a constant 0e attribute
             # turns the tensor products into equivariant linear maps.
-            self.graph_head = SteerableMLP(irreps_pooled, irreps_pooled, self.irreps_out, "1x0e")
+            self.graph_head = SteerableMLP(
+                irreps_pooled,
+                irreps_pooled,
+                self.irreps_out,
+                "1x0e",
+                parameterization=weights,
+                normalize_activations=config.normalize_activations,
+            )
 
     def species_one_hot(self, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[N]`` atomic numbers → ``[N, len(species)]`` one-hot; unknown elements raise."""

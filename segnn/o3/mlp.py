@@ -6,7 +6,7 @@ import torch
 from e3nn import o3
 
 from segnn.o3.gate import Gate
-from segnn.o3.tensor_product import ConditionedTensorProduct
+from segnn.o3.tensor_product import ConditionedTensorProduct, Parameterization
 
 
 class GatedTensorProduct(torch.nn.Module):
@@ -23,10 +23,14 @@ class GatedTensorProduct(torch.nn.Module):
         irreps_in: o3.Irreps | str,
         irreps_attr: o3.Irreps | str,
         irreps_out: o3.Irreps | str,
+        parameterization: Parameterization = "normalized",
+        normalize_activations: bool = False,
     ):
         super().__init__()
-        self.gate = Gate(irreps_out)
-        self.tensor_product = ConditionedTensorProduct(irreps_in, irreps_attr, self.gate.irreps_in)
+        self.gate = Gate(irreps_out, normalize_activations)
+        self.tensor_product = ConditionedTensorProduct(
+            irreps_in, irreps_attr, self.gate.irreps_in, parameterization
+        )
         self.irreps_in = self.tensor_product.irreps_in
         self.irreps_attr = self.tensor_product.irreps_attr
         self.irreps_out = self.gate.irreps_out
@@ -53,7 +57,9 @@ class SteerableMLP(torch.nn.Module):
 
     ``irreps_in → irreps_hidden → ... → irreps_out``, every layer conditioned on the same
     attribute ``attr``. With ``gate_output=True`` the last layer is gated too (as in SEGNN's
-    message function).
+    message function). ``parameterization``: of every product's weights
+    (:mod:`segnn.o3.tensor_product`); ``normalize_activations``: of the gates
+    (:class:`segnn.o3.gate.Gate`).
 
     Shapes: ``x [N, irreps_in.dim]``, ``attr [N, irreps_attr.dim]`` → ``[N, irreps_out.dim]``.
     """
@@ -66,6 +72,8 @@ class SteerableMLP(torch.nn.Module):
         irreps_attr: o3.Irreps | str,
         num_layers: int = 2,
         gate_output: bool = False,
+        parameterization: Parameterization = "normalized",
+        normalize_activations: bool = False,
     ):
         super().__init__()
         if num_layers < 1:
@@ -78,9 +86,11 @@ class SteerableMLP(torch.nn.Module):
             last = index == num_layers - 1
             target = irreps_out if last else irreps_hidden
             if last and not gate_output:
-                layer = ConditionedTensorProduct(irreps, irreps_attr, target)
+                layer = ConditionedTensorProduct(irreps, irreps_attr, target, parameterization)
             else:
-                layer = GatedTensorProduct(irreps, irreps_attr, target)
+                layer = GatedTensorProduct(
+                    irreps, irreps_attr, target, parameterization, normalize_activations
+                )
             layers.append(layer)
             irreps = layer.irreps_out
         self.layers = torch.nn.ModuleList(layers)

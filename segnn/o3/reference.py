@@ -37,25 +37,30 @@ class ReferenceTensorProduct(torch.nn.Module):
             torch.set_default_dtype(previous)
         self.product = [product]  # not a submodule: the parameters stay the product's own
         group_of = {(g.block_in, g.block_out): k for k, g in enumerate(product.groups)}
+        type_of_output = {b: o for o, out in enumerate(product._outputs) for b in out.indices}
         paths_seen: dict[int, int] = {}
-        # per e3nn instruction, in e3nn's order: (group index, first path, attribute copies);
-        # one of our paths per copy of the attribute block, e3nn's 'uvw' weight spans them all
+        # per e3nn instruction, in e3nn's order: (group index, first path, attribute copies,
+        # gain); one of our paths per copy of the attribute block, e3nn's 'uvw' weight spans
+        # them all. e3nn scales by 1/sqrt(fan_in), as the normalised parameterisation does;
+        # standard weights are used as they are, so they reach e3nn times sqrt(fan_in)
         self.pieces = []
         for instruction in self.e3nn.instructions:
             group = group_of[(instruction.i_in1, instruction.i_out)]
             copies = product.irreps_attr[instruction.i_in2].mul
-            self.pieces.append((group, paths_seen.get(group, 0), copies))
+            fan_in = product.fan_in[type_of_output[instruction.i_out]]
+            gain = fan_in**0.5 if product.parameterization == "standard" else 1.0
+            self.pieces.append((group, paths_seen.get(group, 0), copies, gain))
             paths_seen[group] = paths_seen.get(group, 0) + copies
 
     def flat_weight(self) -> torch.Tensor:
         product = self.product[0]
         pieces = []
-        for group_index, path, copies in self.pieces:
+        for group_index, path, copies, gain in self.pieces:
             group = product.groups[group_index]
             weight = product.weights[group_index].reshape(
                 group.mul_in, group.num_paths, group.mul_out
             )
-            pieces.append(weight[:, path : path + copies, :].reshape(-1))  # (u, v, w)
+            pieces.append(weight[:, path : path + copies, :].reshape(-1) * gain)  # (u, v, w)
         return torch.cat(pieces)
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,20 @@ equivariance. Every linear map of a segnn model is one of these, so a faster bac
 the body of this class and nothing else.
 
 Normalisation follows e3nn's ``component``/``element`` convention: Clebsch-Gordan blocks of unit
-Frobenius norm scaled by ``sqrt(d_out / fan_in)`` where ``fan_in`` counts the input channels
-reaching an output irrep, and unit-normal weights, so unit-variance inputs give unit-variance
-outputs at initialisation. The coefficients are kept in float64 and cast to the input's dtype
-on use, so a model moved between float32 and float64 keeps exact coefficients.
+Frobenius norm scaled by ``sqrt(d_out)``; ``fan_in`` counts the input channels (times paths)
+reaching an output irrep. Two parameterisations of the weights represent the same functions
+and start at a similar scale (uniform weights have a third of the unit-normal variance), but
+train differently under Adam, whose steps have the same size in parameter space whatever the
+parameters' scale:
+
+* ``standard`` (``torch.nn.Linear``, the official SEGNN code): weights and scalar biases drawn
+  from ``U(±1/sqrt(fan_in))`` and used as they are. Adam's steps of size ``lr`` are large
+  relative to weights of scale ``1/sqrt(fan_in)``, so the paper's ``lr = 5e-4`` trains fast.
+* ``normalized`` (e3nn): unit-normal weights scaled by ``1/sqrt(fan_in)`` in the forward pass
+  and zero biases; the same ``lr`` moves the function ``sqrt(fan_in)`` times less per step.
+
+The coefficients are kept in float64 and cast to the input's dtype on use, so a model moved
+between float32 and float64 keeps exact coefficients.
 
 Evaluation order. Channel mixing and Clebsch-Gordan coupling commute, so the weights go first,
 where the matrices are wide (few large operations per irrep *type*, none per path):
@@ -35,7 +45,8 @@ channels, which run 5-10x below a CPU's matmul speed (``scripts/benchmark.py qm9
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import typing
+from typing import Literal, NamedTuple
 
 import torch
 from e3nn import o3
@@ -45,6 +56,20 @@ from segnn.o3.irreps import _cat
 
 _SMALL_BATCHED_MATMUL = 400
 """Multiply-adds per matrix product below which ``torch.bmm`` on CPUs skips BLAS (ATen)."""
+
+
+Parameterization = Literal["standard", "normalized"]
+PARAMETERIZATIONS: tuple[str, ...] = typing.get_args(Parameterization)
+SCALAR = o3.Irrep("0e")
+
+
+def _initial_weight(shape: tuple[int, ...], fan_in: int | None) -> torch.Tensor:
+    """Unit-normal (``fan_in`` None: the normalised parameterisation) or
+    ``U(±1/sqrt(fan_in))`` (the standard one) initial values of ``shape``."""
+    if fan_in is None:
+        return torch.randn(shape)
+    bound = fan_in**-0.5
+    return torch.empty(shape).uniform_(-bound, bound)
 
 
 class PathGroup(NamedTuple):
@@ -102,6 +127,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         irreps_attr: irreps of the conditioning attribute ``a``.
         irreps_out: irreps of the result. Output irreps that no path reaches stay zero
             (plus their bias if they are ``0e``).
+        parameterization: ``standard`` or ``normalized`` weights (see the module docstring).
 
     Shapes: ``x [N, irreps_in.dim]``, ``a [N, irreps_attr.dim]`` → ``y [N, irreps_out.dim]``.
 
@@ -114,8 +140,15 @@ class ConditionedTensorProduct(torch.nn.Module):
         irreps_in: o3.Irreps | str,
         irreps_attr: o3.Irreps | str,
         irreps_out: o3.Irreps | str,
+        parameterization: Parameterization = "normalized",
     ):
         super().__init__()
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, "
+                f"got {parameterization!r}"
+            )
+        self.parameterization = parameterization
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_attr = o3.Irreps(irreps_attr)
         self.irreps_out = o3.Irreps(irreps_out)
@@ -147,14 +180,26 @@ class ConditionedTensorProduct(torch.nn.Module):
         self.groups.sort(key=lambda group: (group.block_out, group.block_in))
         self._group_index = {(g.block_in, g.block_out): k for k, g in enumerate(self.groups)}
         self.num_paths = sum(group.num_paths for group in self.groups)
+        # per reachable output type: how many input channels (times paths) reach it
+        self.fan_in = [
+            sum(sum(i.muls) * p[o] for i, p in zip(self._inputs, self._paths))
+            for o in range(len(self._outputs))
+        ]
+        standard = parameterization == "standard"
+        self._scales = [
+            (out.dim / (1 if standard else fan_in)) ** 0.5
+            for out, fan_in in zip(self._outputs, self.fan_in)
+        ]
+        type_of_output = {b: o for o, out in enumerate(self._outputs) for b in out.indices}
         self.weights = torch.nn.ParameterList(
-            torch.nn.Parameter(torch.randn(group.mul_in * group.num_paths, group.mul_out))
+            torch.nn.Parameter(
+                _initial_weight(
+                    (group.mul_in * group.num_paths, group.mul_out),
+                    self.fan_in[type_of_output[group.block_out]] if standard else None,
+                )
+            )
             for group in self.groups
         )
-        self._scales = [
-            (out.dim / sum(sum(i.muls) * p[o] for i, p in zip(self._inputs, self._paths))) ** 0.5
-            for o, out in enumerate(self._outputs)
-        ]
         self._couplings64 = [self._coupling(o) for o in range(len(self._outputs))]
         # per output type, the width of each input type's share of J (see _coupling)
         self._widths = [
@@ -178,13 +223,20 @@ class ConditionedTensorProduct(torch.nn.Module):
         scalar_index = [
             column
             for (_, ir), columns in zip(self.irreps_out, self.irreps_out.slices())
-            if ir == o3.Irrep("0e")
+            if ir == SCALAR
             for column in range(columns.start, columns.stop)
         ]
         self.register_buffer(
             "scalar_index", torch.tensor(scalar_index, dtype=torch.long), persistent=False
         )
         self.bias = torch.nn.Parameter(torch.zeros(len(scalar_index)))
+        if standard:  # U(±1/sqrt(fan_in)) on the scalars a path reaches, as torch.nn.Linear
+            with torch.no_grad():
+                biases = self.bias.split([mul for mul, ir in self.irreps_out if ir == SCALAR])
+                blocks = [index for index, (_, ir) in enumerate(self.irreps_out) if ir == SCALAR]
+                for index, bias in zip(blocks, biases):
+                    if index in type_of_output:
+                        bias.copy_(_initial_weight(bias.shape, self.fan_in[type_of_output[index]]))
         self._cg_cache: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
         self.reference = None  # set by segnn.o3.reference.use_reference_tensor_products
         self._frame_plan: FramePlan | None = None  # built on the first forward_frame

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from segnn.api import model_from_checkpoint
 from segnn.checkpoint import load_checkpoint, save_checkpoint
 from segnn.config import Config, ConfigError, load_config
 from segnn.models.compile import compile_layers
+from segnn.train.ema import WeightAverage
 from segnn.train.schedule import learning_rate_factor
 from segnn.train.tasks import make_task
 
@@ -91,6 +94,8 @@ class Trainer:
         self.optimizer = make_optimizer(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
         )
+        decay = config.train.ema_decay
+        self.weight_average = WeightAverage(self.model, decay) if decay is not None else None
         self.metrics_fields = [
             "epoch",
             "step",
@@ -109,8 +114,11 @@ class Trainer:
             "finished": False,
         }
         if resume_from is not None:
-            self.model.load_state_dict(resume_from["model_state"])
+            # with an EMA, model_state holds the averaged weights and trained_state the others
+            self.model.load_state_dict(resume_from.get("trained_state", resume_from["model_state"]))
             self.optimizer.load_state_dict(resume_from["optimizer_state"])
+            if self.weight_average is not None:
+                self.weight_average.load_state_dict(resume_from["weight_average"])
             self.state.update(resume_from["training_state"])
 
     # ----------------------------------------------------------------------------- batches
@@ -128,18 +136,39 @@ class Trainer:
             )
 
     # ---------------------------------------------------------------------------- evaluation
+    @contextlib.contextmanager
+    def evaluated_weights(self) -> Iterator[None]:
+        """The weights that are evaluated and saved as ``model_state``: the EMA (``train.ema_decay``)
+        when there is one, else the trained weights."""
+        if self.weight_average is None:
+            yield
+        else:
+            with self.weight_average.applied():
+                yield
+
     def evaluate(self, split: str) -> dict[str, float]:
         """``{metric: value}`` on ``split`` in the task's report units (e.g. meV)."""
         self.model.eval()
-        metrics = self.task.evaluate(self.model, self._batches(split))
+        with self.evaluated_weights():
+            metrics = self.task.evaluate(self.model, self._batches(split))
         self.model.train()
         return metrics
 
     # ------------------------------------------------------------------------- checkpointing
     def _payload(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "model_state": {key: value.cpu() for key, value in self.model.state_dict().items()},
+        def weights() -> dict[str, torch.Tensor]:  # copies: the EMA swaps weights in place
+            return {
+                key: value.detach().to("cpu", copy=True)
+                for key, value in self.model.state_dict().items()
+            }
+
+        payload = {"config": self.config.to_dict()}
+        if self.weight_average is not None:
+            payload["trained_state"] = weights()
+            payload["weight_average"] = self.weight_average.state_dict()
+        with self.evaluated_weights():
+            payload["model_state"] = weights()
+        return payload | {
             "optimizer_state": self.optimizer.state_dict(),
             "species": list(self.config.model.species),
             "target": self.model.target,
@@ -178,7 +207,9 @@ class Trainer:
             out_of_time = False
             for batch in progress:
                 factor = learning_rate_factor(
-                    train, epoch + self.state["batch_in_epoch"] / steps_per_epoch
+                    train,
+                    epoch + self.state["batch_in_epoch"] / steps_per_epoch,
+                    time.monotonic() - started,
                 )
                 for group in self.optimizer.param_groups:
                     group["lr"] = train.lr * factor
@@ -188,6 +219,8 @@ class Trainer:
                 if train.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
                 self.optimizer.step()
+                if self.weight_average is not None:
+                    self.weight_average.update()
                 losses.append(loss.item())
                 self.state["batch_in_epoch"] += 1
                 self.state["global_step"] += 1
@@ -255,13 +288,13 @@ class Trainer:
         from segnn.train.plots import learning_curves
 
         best = self.run_dir / "best.pt"
-        model = (
-            model_from_checkpoint(load_checkpoint(best)).to(self.device)
-            if best.exists()
-            else self.model
-        )
-        model.eval()
-        results = self.task.report(model, self._batches("test"), self.run_dir)
+        if best.exists():
+            model = model_from_checkpoint(load_checkpoint(best)).to(self.device).eval()
+            results = self.task.report(model, self._batches("test"), self.run_dir)
+        else:
+            model = self.model.eval()
+            with self.evaluated_weights():
+                results = self.task.report(model, self._batches("test"), self.run_dir)
         results.update(
             {
                 f"best_val_{self.task.selection_metric}": self.state["best_val"],
