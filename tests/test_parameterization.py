@@ -101,8 +101,7 @@ def test_one_adam_step_moves_the_standard_product_as_the_official_one():
     normalized = ConditionedTensorProduct(*IRREPS, parameterization="normalized").double()
     with torch.no_grad():
         for theirs, mine, group in zip(normalized.weights, ours.weights, ours.groups):
-            out_type = next(o for o, t in enumerate(ours._outputs) if group.block_out in t.indices)
-            theirs.copy_(mine * math.sqrt(ours.fan_in[out_type]))
+            theirs.copy_(mine * math.sqrt(ours.fan_in[ours.output_type[group.block_out]]))
         normalized.bias.copy_(ours.bias)
     assert torch.allclose(normalized(x, attr), before, atol=1e-12)
 

@@ -236,7 +236,6 @@ class FramePlan:
             return offsets
 
         type_of_input = {b: i for i, t in enumerate(product._inputs) for b in t.indices}
-        type_of_output = {b: o for o, t in enumerate(product._outputs) for b in t.indices}
         couplings = [
             (attribute @ product._couplings64[o]).view(out.dim, -1).split(product._widths[o], dim=1)
             for o, out in enumerate(product._outputs)
@@ -244,7 +243,7 @@ class FramePlan:
         sources, targets, coefficients = [], [], []
         weight_offset = 0
         for group in product.groups:
-            i, o = type_of_input[group.block_in], type_of_output[group.block_out]
+            i, o = type_of_input[group.block_in], product.output_type[group.block_out]
             l_in, l_out = product._inputs[i].l, product._outputs[o].l
             paths = group.num_paths
             block = couplings[o][i].view(2 * l_out + 1, 2 * l_in + 1, paths) * product._scales[o]

@@ -37,7 +37,6 @@ class ReferenceTensorProduct(torch.nn.Module):
             torch.set_default_dtype(previous)
         self.product = [product]  # not a submodule: the parameters stay the product's own
         group_of = {(g.block_in, g.block_out): k for k, g in enumerate(product.groups)}
-        type_of_output = {b: o for o, out in enumerate(product._outputs) for b in out.indices}
         paths_seen: dict[int, int] = {}
         # per e3nn instruction, in e3nn's order: (group index, first path, attribute copies,
         # gain); one of our paths per copy of the attribute block, e3nn's 'uvw' weight spans
@@ -47,7 +46,7 @@ class ReferenceTensorProduct(torch.nn.Module):
         for instruction in self.e3nn.instructions:
             group = group_of[(instruction.i_in1, instruction.i_out)]
             copies = product.irreps_attr[instruction.i_in2].mul
-            fan_in = product.fan_in[type_of_output[instruction.i_out]]
+            fan_in = product.fan_in[product.output_type[instruction.i_out]]
             gain = fan_in**0.5 if product.parameterization == "standard" else 1.0
             self.pieces.append((group, paths_seen.get(group, 0), copies, gain))
             paths_seen[group] = paths_seen.get(group, 0) + copies

@@ -190,12 +190,13 @@ class ConditionedTensorProduct(torch.nn.Module):
             (out.dim / (1 if standard else fan_in)) ** 0.5
             for out, fan_in in zip(self._outputs, self.fan_in)
         ]
-        type_of_output = {b: o for o, out in enumerate(self._outputs) for b in out.indices}
+        # output block index -> its (reachable) output type
+        self.output_type = {b: o for o, out in enumerate(self._outputs) for b in out.indices}
         self.weights = torch.nn.ParameterList(
             torch.nn.Parameter(
                 _initial_weight(
                     (group.mul_in * group.num_paths, group.mul_out),
-                    self.fan_in[type_of_output[group.block_out]] if standard else None,
+                    self.fan_in[self.output_type[group.block_out]] if standard else None,
                 )
             )
             for group in self.groups
@@ -235,8 +236,9 @@ class ConditionedTensorProduct(torch.nn.Module):
                 biases = self.bias.split([mul for mul, ir in self.irreps_out if ir == SCALAR])
                 blocks = [index for index, (_, ir) in enumerate(self.irreps_out) if ir == SCALAR]
                 for index, bias in zip(blocks, biases):
-                    if index in type_of_output:
-                        bias.copy_(_initial_weight(bias.shape, self.fan_in[type_of_output[index]]))
+                    if index in self.output_type:
+                        fan_in = self.fan_in[self.output_type[index]]
+                        bias.copy_(_initial_weight(bias.shape, fan_in))
         self._cg_cache: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
         self.reference = None  # set by segnn.o3.reference.use_reference_tensor_products
         self._frame_plan: FramePlan | None = None  # built on the first forward_frame
