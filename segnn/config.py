@@ -205,7 +205,8 @@ class TrainConfig:
     max_minutes: float | None = None
     """Wall-clock budget for training (validation included; the test evaluation runs
     afterwards). It shapes the learning-rate schedule: a 12-minute run of a 1,000-epoch recipe
-    decays its learning rate over the 12 minutes."""
+    decays its learning rate over the 12 minutes. A resumed run continues from the recorded
+    training time; how many steps fit in a budget depends on the machine's speed."""
     energy_weight: float = 1.0
     """Weight of the per-atom energy error in the loss (``xyz`` data)."""
     forces_weight: float = 1.0
