@@ -220,6 +220,12 @@ class TrainConfig:
     runs_dir: str = "runs"
     run_name: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(
+                f"train.ema_decay must lie strictly between 0 and 1, got {self.ema_decay}"
+            )
+
 
 @dataclass
 class Config:

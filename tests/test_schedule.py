@@ -58,3 +58,10 @@ def test_weight_average_follows_the_weights_and_swaps_them_in():
         WeightAverage(torch.nn.Linear(4, 2), 0.5).load_state_dict(average.state_dict())
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(model, decay=1.0)
+
+
+def test_ema_decay_out_of_range_names_the_key():
+    from segnn.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="train.ema_decay"):
+        load_config("configs/qm9.yaml", ["train.ema_decay=1.5"])

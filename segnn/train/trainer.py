@@ -8,7 +8,6 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,15 +135,12 @@ class Trainer:
             )
 
     # ---------------------------------------------------------------------------- evaluation
-    @contextlib.contextmanager
-    def evaluated_weights(self) -> Iterator[None]:
+    def evaluated_weights(self) -> contextlib.AbstractContextManager:
         """The weights that are evaluated and saved as ``model_state``: the EMA (``train.ema_decay``)
         when there is one, else the trained weights."""
         if self.weight_average is None:
-            yield
-        else:
-            with self.weight_average.applied():
-                yield
+            return contextlib.nullcontext()
+        return self.weight_average.applied()
 
     def evaluate(self, split: str) -> dict[str, float]:
         """``{metric: value}`` on ``split`` in the task's report units (e.g. meV)."""
