@@ -3,7 +3,8 @@
     python scripts/benchmark.py nbody [--device cpu] [--threads 2] [--output bench.json]
     python scripts/benchmark.py qm9 [--repeats 5] [--output bench.json]
     python scripts/benchmark.py ethanol [--threads 1] [--output bench.json]
-    python scripts/benchmark.py profile [--backend segnn_edge_frame] [--repeats 3]
+    python scripts/benchmark.py profile [--backend cpu_kernels] [--repeats 3]
+    python scripts/benchmark.py qm9 --backend edge_frame --backend cpu_kernels_compiled
 
 ``nbody``: forward time of the N-body G+P model (``configs/nbody.yaml``) per batch of 100
 samples, and forward+backward+Adam time per training step, for each backend.
@@ -15,8 +16,7 @@ throughput at batch 128 (molecules/s of forward+backward+Adam), inference throug
 
 ``ethanol``: the energy/force model of ``configs/ethanol_forces.yaml`` on a training batch of
 real frames: a training step on energies and forces (the force loss differentiates twice) and
-an energy + forces evaluation, for the backends that can differentiate twice (all but the
-compiled one).
+an energy + forces evaluation, for the backends that can differentiate twice (uncompiled).
 
 ``profile``: where a QM9 training step (paper configuration, batch 128) of one backend spends
 its time, by torch's profiler over ``--repeats`` steps after ``--warmup``: self time per
@@ -24,13 +24,12 @@ category of aten op (matmuls, copies and concatenations, gathers and scatters, v
 time is dispatch overhead —, the rest: elementwise ops and reductions) and the ops that take
 longest. On CPU the profiler's own overhead inflates the many small ops a little.
 
-Backends (same weights, same function): ``e3nn`` — the reference, one e3nn
-``FullyConnectedTensorProduct`` per product; ``segnn`` — our product; ``segnn_edge_frame`` —
-our product with the messages computed in each edge's frame (``model.edge_frame``; on CPUs
-with the fused frame kernels where they apply, ``model.frame_kernels``: compare without them
-with ``--set model.frame_kernels=false``); ``segnn_edge_frame_compiled`` — that, with the layers' node updates compiled (``train.compile``;
-its first step includes the compilation, reported as ``first_train_step_s``). They are timed
-in turns (A, B, C, A, B, C, ...).
+Backends (same weights, same function; :mod:`segnn.backends`), timed in turns (A, B, C, A, B,
+C, ...): ``e3nn`` (the reference, always timed), ``plain``, ``edge_frame``, ``cpu_kernels``,
+and ``<backend>_compiled`` — that backend with its node updates compiled (its first step
+includes the compilation, reported as ``first_train_step_s``). ``--backend`` (repeatable)
+picks which; the default is every one the task supports on the device. ``auto_backend`` names
+the variant that ``train.backend: auto`` trains a long run with.
 
 Absolute times depend on the machine: compare numbers measured in one run.
 """
@@ -49,21 +48,54 @@ from pathlib import Path
 
 import torch
 
+from segnn.backends import BACKENDS, make_backend
 from segnn.config import load_config
 from segnn.data.nbody import FullGraphCollate, NBody
-from segnn.models import compile_layers
-from segnn.o3.reference import use_reference_tensor_products
+from segnn.models import use_backend
 from segnn.train.tasks import make_task
 from segnn.train.trainer import make_optimizer
 
-# name: (e3nn reference products, edge frame for the messages, torch.compile of the updates);
-# the reference path first
-BACKENDS = {
-    "e3nn": (True, False, False),
-    "segnn": (False, False, False),
-    "segnn_edge_frame": (False, True, False),
-    "segnn_edge_frame_compiled": (False, True, True),
-}
+REFERENCE = "e3nn"
+
+
+def variants(device: torch.device, force_training: bool = False, radial: bool = False) -> dict:
+    """``{label: (backend, compile)}`` of every backend (and its compiled form, where it
+    compiles and nothing differentiates twice) that supports this use, the reference first."""
+    use = dict(device=device, dtype=torch.float32, force_training=force_training)
+    use |= dict(forces=force_training, radial_weights=radial)
+    found = {}
+    for name, backend in BACKENDS.items():
+        if backend.capabilities.missing(**use):
+            continue
+        found[name] = (name, False)
+        if backend.capabilities.compile and not force_training:
+            found[f"{name}_compiled"] = (name, True)
+    return found
+
+
+def auto_variant(device: torch.device, force_training: bool = False, radial: bool = False) -> str:
+    """The label of what ``train.backend: auto`` trains a long run with."""
+    backend = make_backend(
+        "auto",
+        device=device,
+        force_training=force_training,
+        forces=force_training,
+        radial_weights=radial,
+        compile=not force_training,
+    )
+    return f"{backend.name}_compiled" if backend.compile else backend.name
+
+
+def chosen(available: dict, wanted: list[str] | None) -> dict:
+    """The variants to time: ``wanted`` (plus the reference) or all of ``available``."""
+    if not wanted:
+        return available
+    unknown = [label for label in wanted if label not in available]
+    if unknown:
+        raise SystemExit(
+            f"--backend {', '.join(unknown)}: not available here; choose from {', '.join(available)}"
+        )
+    return {label: available[label] for label in [REFERENCE, *wanted] if label in available}
 
 
 def _timed(function, repeats: int, warmup: int, device: torch.device) -> list[float]:
@@ -81,15 +113,13 @@ def _timed(function, repeats: int, warmup: int, device: torch.device) -> list[fl
     return times
 
 
-def _build(task, backend: str, device: torch.device) -> torch.nn.Module:
-    """The task's model on ``device`` for one backend, from seed 0 (same weights for all)."""
-    reference, edge_frame, compiled = BACKENDS[backend]
-    task.config.model.edge_frame = edge_frame
+def _build(task, variant: tuple[str, bool], device: torch.device) -> torch.nn.Module:
+    """The task's model on ``device`` with one ``(backend, compile)`` variant, from seed 0
+    (same weights for all)."""
+    backend, compile = variant
     torch.manual_seed(0)
     model = task.build_model().to(device)
-    use_reference_tensor_products(model, enabled=reference)
-    if compiled:
-        compile_layers(model)
+    use_backend(model, backend, compile=compile)
     return model
 
 
@@ -121,13 +151,14 @@ def _interleaved(
 
 
 def _backend_calls(
-    task, batches: dict, train_size: int, lr: float, device, backends=tuple(BACKENDS)
+    task, batches: dict, train_size: int, lr: float, device, backends: dict
 ) -> tuple[dict, dict]:
-    """Per backend: a training step on ``batches[train_size]`` (forward, backward, Adam) and a
-    no-grad forward of ``batches[size]`` (energy models: energies and forces)."""
+    """Per variant of ``backends`` (``{label: (backend, compile)}``): a training step on
+    ``batches[train_size]`` (forward, backward, Adam) and a no-grad forward of
+    ``batches[size]`` (energy models: energies and forces)."""
     steps, forwards = {}, {}
-    for backend in backends:
-        model = _build(task, backend, device)
+    for backend, variant in backends.items():
+        model = _build(task, variant, device)
         optimizer = make_optimizer(model.parameters(), lr=lr)
 
         def train_step(model=model, optimizer=optimizer):
@@ -148,15 +179,17 @@ def _backend_calls(
 
 
 def benchmark_nbody(
-    device: torch.device, repeats: int, warmup: int, overrides: list[str] = ()
+    device: torch.device, repeats: int, warmup: int, overrides: list[str] = (), backends=None
 ) -> dict:
     config = load_config("configs/nbody.yaml", list(overrides))
     task = make_task(config)
     dataset: NBody = task.datasets["test"]
     batches = {100: FullGraphCollate()([dataset[i] for i in range(100)]).to(device)}
-    steps, forwards = _backend_calls(task, batches, 100, config.train.lr, device)
+    backends = chosen(variants(device), backends)
+    steps, forwards = _backend_calls(task, batches, 100, config.train.lr, device, backends)
     calls = {b: functools.partial(forward, 100) for b, forward in forwards.items()}
     result = {"benchmark": "nbody", "overrides": list(overrides), "batch_size": 100}
+    result["auto_backend"] = auto_variant(device)
     for backend, seconds in _interleaved(calls, repeats, warmup, device).items():
         result[f"{backend}_forward_ms"] = 1000 * seconds
     for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
@@ -166,7 +199,7 @@ def benchmark_nbody(
 
 
 def benchmark_ethanol(
-    device: torch.device, repeats: int, warmup: int, overrides: list[str] = ()
+    device: torch.device, repeats: int, warmup: int, overrides: list[str] = (), backends=None
 ) -> dict:
     config = load_config("configs/ethanol_forces.yaml", list(overrides))
     torch.manual_seed(0)
@@ -174,7 +207,7 @@ def benchmark_ethanol(
     size = config.train.batch_size
     dataset = task.datasets["train"]
     batches = {size: task.collate([dataset[i] for i in range(size)]).to(device)}
-    eager = [backend for backend, (_, _, compiled) in BACKENDS.items() if not compiled]
+    eager = chosen(variants(device, force_training=True, radial=True), backends)
     steps, forwards = _backend_calls(task, batches, size, config.train.lr, device, eager)
     calls = {b: functools.partial(forward, size) for b, forward in forwards.items()}
     result = {
@@ -183,12 +216,13 @@ def benchmark_ethanol(
         "batch_size": size,
         "atoms_per_batch": int(batches[size].num_nodes),
         "edges_per_batch": int(batches[size].edge_index.shape[1]),
+        "auto_backend": auto_variant(device, force_training=True, radial=True),
     }
     for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
         result[f"{backend}_train_step_ms"] = 1000 * seconds
     for backend, seconds in _interleaved(calls, repeats, warmup, device).items():
         result[f"{backend}_energy_and_forces_ms"] = 1000 * seconds
-    for backend in eager[1:]:
+    for backend in list(eager)[1:]:
         for measure in ("train_step", "energy_and_forces"):
             result[f"{measure}_speedup_{backend}_over_e3nn"] = (
                 result[f"e3nn_{measure}_ms"] / result[f"{backend}_{measure}_ms"]
@@ -207,9 +241,11 @@ def _qm9_setup(device: torch.device, overrides: list[str], sizes=(128, 1024)):
     return config, task, batches
 
 
-def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -> dict:
-    """Training-step and inference throughputs of each tensor-product backend (same weights)."""
-    steps, forwards = _backend_calls(task, batches, 128, lr, device)
+def _qm9_backends(
+    task, batches, lr: float, device, repeats: int, warmup: int, backends: dict
+) -> dict:
+    """Training-step and inference throughputs of each backend variant (same weights)."""
+    steps, forwards = _backend_calls(task, batches, 128, lr, device, backends)
     result, first_steps, rounds = {}, {}, {}
     medians = _interleaved(steps, repeats, warmup, device, first_steps, rounds)
     for backend, seconds in medians.items():
@@ -228,18 +264,20 @@ def _qm9_backends(task, batches, lr: float, device, repeats: int, warmup: int) -
 
 
 def benchmark_qm9(
-    device: torch.device, repeats: int, warmup: int, overrides: list[str] = ()
+    device: torch.device, repeats: int, warmup: int, overrides: list[str] = (), backends=None
 ) -> dict:
     config, task, batches = _qm9_setup(device, overrides)
+    backends = chosen(variants(device), backends)
     result = {
         "benchmark": "qm9",
         "overrides": list(overrides),
-        "hidden_irreps": str(_build(task, "segnn", device).network.irreps_hidden),
+        "auto_backend": auto_variant(device),
+        "hidden_irreps": str(task.build_model().network.irreps_hidden),
         "atoms_per_batch_128": int(batches[128].num_nodes),
         "edges_per_batch_128": int(batches[128].edge_index.shape[1]),
     }
-    result.update(_qm9_backends(task, batches, config.train.lr, device, repeats, warmup))
-    for backend in BACKENDS:
+    result.update(_qm9_backends(task, batches, config.train.lr, device, repeats, warmup, backends))
+    for backend in backends:
         if backend != "e3nn":
             result[f"train_speedup_{backend}_over_e3nn"] = (
                 result[f"{backend}_train_molecules_per_s"] / result["e3nn_train_molecules_per_s"]
@@ -275,13 +313,21 @@ def profile_qm9(
     repeats: int,
     warmup: int,
     overrides: list[str] = (),
-    backend: str = "segnn_edge_frame",
+    backends: list[str] | None = None,
 ) -> dict:
     """Self time per op category and the slowest ops of one backend's QM9 training step."""
     from torch.profiler import ProfilerActivity, profile
 
     config, task, batches = _qm9_setup(device, overrides, sizes=(128,))
-    steps, _ = _backend_calls(task, batches, 128, config.train.lr, device, [backend])
+    available = variants(device)
+    backend = (backends or [auto_variant(device)])[-1]
+    if backend not in available:
+        raise SystemExit(
+            f"--backend {backend}: not available here; choose from {', '.join(available)}"
+        )
+    steps, _ = _backend_calls(
+        task, batches, 128, config.train.lr, device, {backend: available[backend]}
+    )
     step = steps[backend]
     wall = _timed(step, max(repeats, 1), max(warmup, 1), device)
     activities = [ProfilerActivity.CPU]
@@ -327,7 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--output", type=Path, default=None, help="JSON file to write")
     parser.add_argument(
-        "--backend", choices=list(BACKENDS), default="segnn_edge_frame", help="for profile"
+        "--backend",
+        dest="backends",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a backend to time besides e3nn, e.g. edge_frame or cpu_kernels_compiled "
+        "(repeatable; default: all; profile: the last one, default what auto trains with)",
     )
     parser.add_argument(
         "--set",
@@ -350,9 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         "nbody": benchmark_nbody,
         "qm9": benchmark_qm9,
         "ethanol": benchmark_ethanol,
-        "profile": functools.partial(profile_qm9, backend=args.backend),
+        "profile": profile_qm9,
     }
-    result = benchmarks[args.which](device, args.repeats, args.warmup, args.overrides)
+    result = benchmarks[args.which](
+        device, args.repeats, args.warmup, args.overrides, args.backends
+    )
     result.update(
         {
             "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),

@@ -1,6 +1,6 @@
 """EMLP against a plain MLP on three synthetic tasks with exact symmetries (Finzi et al. 2021).
 
-    python scripts/emlp_experiments.py --output docs/emlp_results.json --plot docs/emlp_test_mse.png
+    python scripts/emlp_experiments.py --output docs/results/emlp_results.json --plot docs/results/emlp_test_mse.png
 
 * ``o5``: O(5)-invariant regression, ``2T(1) → T(0)``,
   ``f(x1, x2) = sin|x1| - |x2|^3 / 2 + x1·x2 / (|x1| |x2|)``;
@@ -179,7 +179,7 @@ def plot(results: list[dict], output: Path) -> None:
 def solver_timings() -> list[dict]:
     """Seconds to solve (uncached) equivariant bases, dense and matrix-free side by side."""
     from segnn.emlp import Hom
-    from segnn.emlp.solve import _CACHE, DENSE_LIMIT, equivariant_basis
+    from segnn.emlp.solve import DENSE_LIMIT, clear_cache, equivariant_basis
 
     cases = [
         ("T(4) of SO(3)", T(4, 0, SO(3))),
@@ -197,7 +197,7 @@ def solver_timings() -> list[dict]:
             row = {"representation": name, "size": rep.size, "method": method}
             if method == "dense" and rep.size > DENSE_LIMIT:
                 continue
-            _CACHE.clear()
+            clear_cache()
             started = time.perf_counter()
             try:
                 basis = equivariant_basis(rep, method=method)

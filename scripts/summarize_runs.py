@@ -1,7 +1,7 @@
 """Mean and standard deviation of test results over runs (e.g. seeds); prints a table, writes JSON.
 
     python scripts/summarize_runs.py runs/nbody_gp_s0 runs/nbody_gp_s1 runs/nbody_gp_s2 \
-        --output docs/nbody_results.json
+        --output docs/results/nbody_results.json
 
 Each run directory needs the ``results.json`` that ``segnn train`` writes at the end. Every
 numeric entry those files share is summarised (sample standard deviation, n - 1); the

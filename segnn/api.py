@@ -1,222 +1,44 @@
-"""Serving trained models: ``load_model(path).predict(atoms)`` with units."""
+"""Serving trained models: ``load_model(path).predict(atoms)`` with units.
+
+A thin facade: the models live in :mod:`segnn.models`, checkpoints in :mod:`segnn.checkpoint`.
+"""
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ase import Atoms
-from ase.data import chemical_symbols
-from e3nn import o3
-from torch_geometric.data import Batch
-from torch_geometric.utils import scatter
 
 from segnn.checkpoint import CheckpointError, load_checkpoint
-from segnn.config import load_config
-from segnn.data import RadiusGraphCollate, atoms_to_graph
-from segnn.models import SEGNN
+from segnn.config import ConfigError, load_config, without_retired_keys
+from segnn.models import (
+    DisplacementModel,
+    EnergyModel,
+    Prediction,
+    PropertyModel,
+    TaskModel,
+    build_model,
+    use_backend,
+)
+
+__all__ = [
+    "DisplacementModel",
+    "EnergyModel",
+    "Prediction",
+    "PropertyModel",
+    "load_model",
+    "model_from_checkpoint",
+]
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One molecule's predicted property."""
-
-    formula: str
-    name: str  # e.g. "homo"
-    value: float
-    unit: str  # e.g. "eV"
-    description: str
-
-    def __str__(self) -> str:
-        return f"{self.formula}: {self.name} = {self.value:.6g} {self.unit} ({self.description})"
-
-
-class _AtomisticModel(torch.nn.Module):
-    """A :class:`SEGNN` with per-element reference values and the graph cutoff it was trained
-    with; turns ``ase.Atoms`` into batches. ``atom_reference [119]`` (float64) holds one value per
-    atomic number (zeros unless fitted)."""
-
-    def __init__(self, network: SEGNN, cutoff: float, atom_reference: torch.Tensor | None):
-        super().__init__()
-        self.network = network
-        self.cutoff = float(cutoff)
-        self.collate = RadiusGraphCollate(cutoff)
-        if atom_reference is None:
-            atom_reference = torch.zeros(len(chemical_symbols), dtype=torch.float64)
-        self.register_buffer("atom_reference", atom_reference.to(torch.float64).clone())
-
-    def reference(self, batch: Batch) -> torch.Tensor:
-        """``[num_graphs]`` sum of the atoms' reference values (float64)."""
-        return scatter(
-            self.atom_reference[batch.z],
-            batch.batch,
-            dim=0,
-            dim_size=batch.num_graphs,
-            reduce="sum",
-        )
-
-    def batches(self, molecules: Sequence[Atoms], batch_size: int):
-        """Batches of radius graphs for ``molecules``, in the model's dtype and on its device.
-
-        Raises ``ValueError`` for unknown elements, empty structures and non-finite coordinates.
-        """
-        parameter = next(self.network.parameters())
-        graphs = [atoms_to_graph(molecule, None, dtype=parameter.dtype) for molecule in molecules]
-        for start in range(0, len(graphs), batch_size):
-            yield self.collate(graphs[start : start + batch_size]).to(parameter.device)
-
-    def predicted_values(self, batch: Batch) -> torch.Tensor:
-        """``[num_graphs]`` predictions in ``target["unit"]``."""
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def predict(self, atoms: Atoms | Sequence[Atoms], batch_size: int = 64) -> list[Prediction]:
-        """Predict ``target`` for one molecule or a list of them (any ``ase.Atoms``).
-
-        Raises ``ValueError`` naming the element when a molecule holds a species the model was
-        not trained on, and for empty structures or non-finite coordinates.
-        """
-        molecules = [atoms] if isinstance(atoms, Atoms) else list(atoms)
-        self.eval()
-        values = [
-            value
-            for batch in self.batches(molecules, batch_size)
-            for value in self.predicted_values(batch).tolist()
-        ]
-        return [
-            Prediction(
-                molecule.get_chemical_formula(),
-                self.target["name"],
-                value,
-                self.target["unit"],
-                self.target["description"],
-            )
-            for molecule, value in zip(molecules, values)
-        ]
-
-
-class PropertyModel(_AtomisticModel):
-    """A :class:`SEGNN` that predicts one molecular property in physical units.
-
-    ``forward(batch) -> [num_graphs]`` returns ``sum_atoms reference[z] + mean + mad * segnn(batch)``:
-    the network is trained on ``(y - sum_atoms reference[z] - mean) / mad`` of the training
-    targets.
-    """
-
-    def __init__(
-        self,
-        network: SEGNN,
-        mean: float,
-        mad: float,
-        cutoff: float,
-        target: dict[str, str],
-        atom_reference: torch.Tensor | None = None,
-    ):
-        super().__init__(network, cutoff, atom_reference)
-        self.register_buffer("mean", torch.tensor(float(mean), dtype=torch.float64))
-        self.register_buffer("mad", torch.tensor(float(mad), dtype=torch.float64))
-        self.target = dict(target)
-
-    def normalized(self, batch: Batch) -> torch.Tensor:
-        """``[num_graphs]`` outputs in normalised units ``(y - mean) / mad``."""
-        return self.network(batch)[:, 0]
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """``[num_graphs]`` predictions (float64) in ``target["unit"]``."""
-        return self.reference(batch) + self.mean + self.mad * self.normalized(batch).double()
-
-    def predicted_values(self, batch: Batch) -> torch.Tensor:
-        return self(batch)
-
-
-class EnergyModel(_AtomisticModel):
-    """A potential energy surface: ``E = sum_i reference[z_i] + scale * sum_i e_i`` (eV) with
-    ``e_i`` the per-atom scalar of a ``task: energy`` :class:`SEGNN`, and forces ``F = -dE/dx``
-    (eV/Å) by automatic differentiation.
-
-    ``scale`` (eV/Å) is the RMS force of the training set; ``reference`` the per-element energies
-    fitted by least squares on it. The network is trained on per-atom energies and forces
-    divided by ``scale``.
-    """
-
-    target = {"name": "energy", "unit": "eV", "description": "potential energy"}
-
-    def __init__(
-        self,
-        network: SEGNN,
-        cutoff: float,
-        scale: float = 1.0,
-        atom_reference: torch.Tensor | None = None,
-    ):
-        if network.config.task != "energy":
-            raise ValueError(
-                f"an EnergyModel needs a network with model.task 'energy', got {network.config.task!r}"
-            )
-        super().__init__(network, cutoff, atom_reference)
-        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
-
-    def normalized(
-        self, batch: Batch, forces: bool = True, create_graph: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(energy [num_graphs], forces [N, 3] or None)`` in units of ``scale``, without the
-        references, in the network's dtype. ``create_graph`` keeps the force graph for training
-        on forces (double backward)."""
-        data = copy.copy(batch)
-        if forces:
-            data.pos = batch.pos.detach().requires_grad_(True)
-        with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
-            energy = self.network(data)[:, 0]
-            if not forces:
-                return energy, None
-            (gradient,) = torch.autograd.grad(energy.sum(), data.pos, create_graph=create_graph)
-        return energy, -gradient
-
-    def forward(self, batch: Batch, forces: bool = True) -> dict[str, torch.Tensor]:
-        """``{"energy": [num_graphs] eV, "forces": [N, 3] eV/Å}``, detached (for evaluation;
-        training uses :meth:`normalized`). Energies are float64, forces in the network's dtype;
-        ``forces=False`` leaves the forces out."""
-        energy, force = self.normalized(batch, forces)
-        result = {"energy": (self.reference(batch) + self.scale * energy.double()).detach()}
-        if force is not None:
-            result["forces"] = (self.scale.to(force.dtype) * force).detach()
-        return result
-
-    def predicted_values(self, batch: Batch) -> torch.Tensor:
-        """Potential energies (eV); forces: :class:`segnn.SEGNNCalculator` or :meth:`forward`."""
-        return self(batch, forces=False)["energy"]
-
-
-class DisplacementModel(torch.nn.Module):
-    """Predicts future positions as ``pos + segnn(batch)`` (a ``node`` task with ``1x1o``
-    output: the displacement of every particle). ``forward(batch) -> [N, 3]``."""
-
-    target = {"name": "positions", "unit": "", "description": "positions 1,000 steps later"}
-
-    def __init__(self, network: SEGNN):
-        super().__init__()
-        if network.config.task != "node" or network.irreps_out != o3.Irreps("1x1o"):
-            raise ValueError(
-                "a DisplacementModel needs a node-task network with output_irreps 1x1o"
-            )
-        self.network = network
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return batch.pos + self.network(batch)
-
-
-def model_from_checkpoint(payload: dict) -> PropertyModel | EnergyModel | DisplacementModel:
-    """Rebuild a trained model from a loaded checkpoint dictionary."""
-    config = load_config(payload["config"])
-    network = SEGNN(config.model, cutoff=config.data.cutoff)
-    if config.data.dataset == "nbody":
-        model = DisplacementModel(network)
-    elif config.model.task == "energy":
-        model = EnergyModel(network, config.data.cutoff)
-    else:
-        model = PropertyModel(network, 0.0, 1.0, config.data.cutoff, payload["target"])
+def model_from_checkpoint(payload: dict) -> TaskModel:
+    """Rebuild a trained model from a loaded checkpoint dictionary (also one written before
+    backends became a run-time choice: its retired config keys are dropped)."""
+    try:
+        config = load_config(without_retired_keys(payload["config"]))
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint config is not valid: {error}") from None
+    model = build_model(config)
     try:
         model.load_state_dict(payload["model_state"])
     except RuntimeError as error:
@@ -224,8 +46,13 @@ def model_from_checkpoint(payload: dict) -> PropertyModel | EnergyModel | Displa
     return model
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> PropertyModel | EnergyModel:
-    """Load a trained model from a segnn checkpoint (``best.pt`` / ``last.pt`` of a run):
-    a :class:`PropertyModel` (QM9 properties) or an :class:`EnergyModel` (energies and forces)."""
-    model = model_from_checkpoint(load_checkpoint(path))
-    return model.to(device).eval()
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", backend: str = "auto"
+) -> TaskModel:
+    """Load a trained model from a segnn checkpoint (``best.pt`` / ``last.pt`` of a run): a
+    :class:`PropertyModel` (QM9 properties), an :class:`EnergyModel` (energies and forces) or a
+    :class:`DisplacementModel` (N-body). ``backend``: how it computes (:mod:`segnn.backends`;
+    ``auto`` picks the fastest for the device that gives energy models their forces)."""
+    model = model_from_checkpoint(load_checkpoint(path)).to(device).eval()
+    use_backend(model, backend, forces=isinstance(model, EnergyModel))
+    return model

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run"
     )
     evaluate.add_argument("--split", choices=["train", "val", "test"], default="test")
+    evaluate.add_argument(
+        "--backend", default="auto", help="how the model computes (segnn.backends; default auto)"
+    )
 
     predict = commands.add_parser("predict", help="predict the property of structures in files")
     predict.add_argument(
@@ -96,17 +99,25 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from segnn.api import model_from_checkpoint
     from segnn.checkpoint import load_checkpoint
-    from segnn.config import load_config
-    from segnn.train.trainer import Trainer
+    from segnn.config import load_config, without_retired_keys
+    from segnn.models import use_backend
+    from segnn.train.tasks import make_task
+    from segnn.train.trainer import batches, select_device
 
     payload = load_checkpoint(args.checkpoint)
-    trainer = Trainer(load_config(payload["config"]), args.checkpoint.parent, resume_from=payload)
-    metrics = trainer.evaluate(args.split)
-    report = {"target": trainer.model.target["name"], "split": args.split}
+    config = load_config(without_retired_keys(payload["config"]))
+    device = select_device(config.train.device)
+    task = make_task(config)
+    model = model_from_checkpoint(payload).to(device).eval()
+    use_backend(model, args.backend, forces=bool(getattr(task, "has_forces", False)))
+    split = batches(task.datasets[args.split], task.collate, config.train.batch_size, device)
+    metrics = task.evaluate(model, split)
+    report = {"target": model.target["name"], "split": args.split}
     for name, value in metrics.items():
         report[name] = value
-        report[f"{name}_unit"] = trainer.task.metrics[name]
+        report[f"{name}_unit"] = task.metrics[name]
     print(json.dumps(report, ensure_ascii=False))
     return 0
 

@@ -42,8 +42,11 @@ class ModelConfig:
     lmax_attr: int = 3
     """Highest degree of the spherical-harmonic edge/node attributes."""
     num_layers: int = 7
+    """Number of message-passing layers."""
     norm: Literal["instance", "none"] = "instance"
+    """Equivariant instance norm after each layer's update (``none``: no norm)."""
     pool: Literal["mean", "sum"] = "mean"
+    """How a ``graph`` task pools the atoms' features: ``mean`` or ``sum``."""
     task: Literal["graph", "node", "energy"] = "graph"
     """``graph``: one output row per molecule; ``node``: one per atom; ``energy``: a scalar per
     atom summed over each molecule (no layer after the sum, so energies are extensive and
@@ -57,7 +60,9 @@ class ModelConfig:
     messages and node attributes, so outputs are smooth when atoms cross the cutoff, and a radial
     MLP that scales each message channel (use it for energies and forces)."""
     num_radial: int = 8
+    """Bessel functions in the radial basis (``radial: bessel``)."""
     envelope_exponent: int = 6
+    """Exponent ``p`` of the polynomial cutoff envelope (``radial: bessel``; at least 2)."""
     input_irreps: str | None = None
     """Irreps of per-node input features ``data.x`` (e.g. ``2x0e + 1x1o`` for the N-body
     system's ``|v|, q, v``); ``null``: the one-hot species of ``data.z``."""
@@ -81,17 +86,6 @@ class ModelConfig:
     normalize_activations: bool = False
     """Scale the gates' SiLU and sigmoid to unit second moment for unit-normal inputs (~1.68x,
     ~1.85x), as e3nn's ``Gate`` and the official SEGNN code do (:class:`segnn.o3.gate.Gate`)."""
-    edge_frame: bool = False
-    """Compute the message products in each edge's own frame (edge along y), where the edge
-    harmonics have one nonzero component and every product is one matmul per ``|m|``: the same
-    function and parameters, less work (:mod:`segnn.o3.edge_frame`); forces through it are exact
-    too."""
-    frame_kernels: bool = True
-    """With ``edge_frame``, run the gather into each edge pair's frame and the messages' rotation
-    back and sum as fused C++ CPU kernels (:mod:`segnn.o3.frame_kernels`; compiled on first use,
-    ~10 s, then cached): the same numbers, ~10% faster QM9 training steps. Used on CPU where no
-    gradient with respect to positions is needed and messages carry no radial weights; elsewhere
-    (GPU, forces, ``radial: bessel``) the PyTorch ops run."""
 
     def __post_init__(self) -> None:
         from ase.data import atomic_numbers
@@ -128,8 +122,11 @@ class SubsetConfig:
     """Caps on the number of molecules taken from each split (``null`` = the whole split)."""
 
     train: int | None = None
+    """At most this many training items (the first of the split); ``null``: all."""
     val: int | None = None
+    """At most this many validation items; ``null``: all."""
     test: int | None = None
+    """At most this many test items; ``null``: all."""
 
 
 @dataclass
@@ -154,7 +151,9 @@ class DataConfig:
     """Train/validation/test fractions of the structures in ``path``, seeded by ``split_seed``
     (``xyz`` only; QM9 uses its standard 100,000/17,748/13,083 split)."""
     split_seed: int = 0
+    """Seed of the split into train, validation and test."""
     subset: SubsetConfig = field(default_factory=SubsetConfig)
+    """Caps on each split's size for quick runs, e.g. ``{train: 4000, val: 500, test: 1000}``."""
     atom_references: bool = False
     """Fit one value per element to the training targets by least squares and learn only the
     remainder (for extensive targets such as U0, U, H, G; always on for ``xyz`` energies)."""
@@ -181,10 +180,15 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 1000
+    """Passes over the training set (the schedule's length unless ``max_minutes`` ends the run first)."""
     batch_size: int = 128
+    """Structures per training (and evaluation) batch."""
     lr: float = 5e-4
+    """Peak learning rate of Adam."""
     weight_decay: float = 1e-8
+    """Adam's L2 weight decay."""
     loss: Literal["l1", "mse"] = "l1"
+    """Mean absolute (``l1``) or squared (``mse``) error of the normalised targets."""
     scheduler: Literal["multistep", "cosine", "linear", "constant"] = "multistep"
     """After the warm-up: ``multistep`` (× ``gamma`` at each milestone), ``cosine`` or
     ``linear`` decay to zero at the end of the run, or ``constant``. With ``max_minutes`` the
@@ -193,7 +197,9 @@ class TrainConfig:
     milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])
     """For ``multistep``: fractions of the run at which the learning rate drops."""
     gamma: float = 0.1
+    """For ``multistep``: the factor applied at each milestone."""
     warmup_epochs: float = 0.0
+    """Linear learning-rate warm-up over this many epochs (fractions allowed)."""
     grad_clip: float | None = None
     """Clip the gradients' global norm to this value before each step (``null``: no clipping)."""
     ema_decay: float | None = None
@@ -212,15 +218,30 @@ class TrainConfig:
     forces_weight: float = 1.0
     """Weight of the force error in the loss (``xyz`` data with forces)."""
     device: str = "auto"
-    compile: bool = False
-    """Compile the layers' node updates with ``torch.compile`` (dynamic in the number of atoms;
-    35-45 s of warm-up on a 2-core CPU, a few seconds once torch's disk cache holds the kernels;
-    :mod:`segnn.models.compile`). Energy models run eager: forces in the loss need a second
-    derivative."""
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    backend: str = "auto"
+    """How the model computes (:mod:`segnn.backends`): ``auto`` (the fastest that supports the
+    device and the task), ``e3nn``, ``plain``, ``edge_frame`` or ``cpu_kernels``. The same
+    function and weights whichever runs; checkpoints do not record it."""
+    compile: bool | None = None
+    """Compile the layers' node updates with ``torch.compile`` where the backend allows it
+    (dynamic in the number of atoms; ~7% faster QM9 steps for 35-45 s of warm-up on a 2-core
+    CPU, a few seconds once torch's disk cache holds the kernels). ``null``: compile runs that
+    plan at least 2,000 steps without a time budget under 30 minutes, where the warm-up pays
+    off. Never for training on forces, which needs second derivatives that compiled code does
+    not give."""
     runs_dir: str = "runs"
+    """Folder that receives the run directories."""
     run_name: str | None = None
+    """Name of the run directory (``null``: dataset, target and time; a suffix avoids overwriting)."""
 
     def __post_init__(self) -> None:
+        from segnn.backends import names
+
+        if self.backend not in names():
+            raise ConfigError(
+                f"train.backend must be one of {', '.join(names())}; got {self.backend!r}"
+            )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(
                 f"train.ema_decay must lie strictly between 0 and 1, got {self.ema_decay}"
@@ -306,12 +327,34 @@ def _deep_copy(raw: Any) -> Any:
     return raw
 
 
+RETIRED_KEYS = {
+    "model.edge_frame": "backends are chosen at run time: train.backend (segnn.backends)",
+    "model.frame_kernels": "backends are chosen at run time: train.backend (segnn.backends)",
+}
+"""Keys that configs no longer take, and where their job went. Checkpoints written before
+still load (:func:`without_retired_keys`)."""
+
+
+def without_retired_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config dictionary (e.g. from an old checkpoint) without :data:`RETIRED_KEYS`."""
+    raw = _deep_copy(raw)
+    for key in RETIRED_KEYS:
+        section, _, name = key.partition(".")
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(name, None)
+    return raw
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     allowed = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
+        if where + str(key) in RETIRED_KEYS:
+            raise ConfigError(
+                f"config key {where + str(key)!r} was retired: {RETIRED_KEYS[where + str(key)]}"
+            )
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

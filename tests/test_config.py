@@ -53,3 +53,25 @@ def test_bad_overrides_and_missing_files(tmp_path):
     broken.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+
+
+def test_the_config_reference_is_generated_from_the_code():
+    from pathlib import Path
+
+    from segnn.config_docs import config_reference
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    assert committed == config_reference(), "run: python -m segnn.config_docs > docs/config.md"
+    assert "| `train.backend` |" in committed and "| `model.lmax_attr` |" in committed
+
+
+def test_retired_keys_name_their_replacement_and_old_configs_still_load():
+    import pytest
+
+    from segnn.config import ConfigError, load_config, without_retired_keys
+
+    with pytest.raises(ConfigError, match="model.edge_frame.*retired.*train.backend"):
+        load_config({"model": {"edge_frame": True}})
+    old = {"model": {"edge_frame": True, "frame_kernels": False, "num_layers": 2}}
+    assert load_config(without_retired_keys(old)).model.num_layers == 2
+    assert old["model"]["edge_frame"] is True  # the caller's dict is left alone

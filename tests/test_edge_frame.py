@@ -1,22 +1,13 @@
-"""Message products in the edge frame: the rotations, the per-|m| products, whole models — all
-equal to the ordinary path on the same weights, and equivariant."""
+"""Message products in the edge frame: the rotations and the per-|m| products equal the
+ordinary products on the same weights. Whole models on the edge_frame backend (forces through
+the rotations included): tests/test_backends.py."""
 
 import pytest
 import torch
-from ase import Atoms
-from ase.build import molecule
 from e3nn import o3
 
-import segnn
-from segnn import EnergyModel
 from segnn.o3 import ConditionedTensorProduct, SteerableMLP, spherical_harmonics_irreps
 from segnn.o3.edge_frame import FrameLayout, FramePlan, edge_rotations, frame_rotations
-from segnn.testing import (
-    assert_model_equivariant,
-    assert_same_outputs_and_gradients,
-    example_batch,
-    example_energy_model,
-)
 
 Y_AXIS = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
 
@@ -100,89 +91,3 @@ def test_frame_needs_spherical_harmonic_attributes():
     product = ConditionedTensorProduct("2x0e+1x1o", "2x0e+1x1o", "2x0e+1x1o")
     with pytest.raises(ValueError, match="spherical-harmonic attributes"):
         FramePlan(product)
-
-
-def outputs_and_gradients(model, batch):
-    model.zero_grad()
-    output = model(batch)
-    output.pow(2).sum().backward()
-    return output.detach(), [p.grad.detach().clone() for p in model.parameters()]
-
-
-@pytest.mark.parametrize(
-    ("dtype", "tolerance", "normalization"),
-    [
-        (torch.float64, 1e-10, "component"),
-        (torch.float32, 1e-5, "component"),
-        (torch.float64, 1e-10, "integral"),
-    ],
-)
-def test_model_with_edge_frame_equals_the_ordinary_model(dtype, tolerance, normalization):
-    options = {
-        "hidden_features": 32,
-        "lmax_hidden": 2,
-        "lmax_attr": 3,
-        "num_layers": 2,
-        "attribute_normalization": normalization,
-    }
-    batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
-    results = []
-    for edge_frame in (False, True):
-        torch.manual_seed(0)
-        model = segnn.build_model({"model": options | {"edge_frame": edge_frame}}).to(dtype)
-        results.append(outputs_and_gradients(model, batch))
-    assert_same_outputs_and_gradients(results[1], results[0], tolerance)
-
-
-def test_model_with_edge_frame_is_equivariant():
-    torch.manual_seed(0)
-    options = {"hidden_features": 24, "lmax_hidden": 2, "lmax_attr": 2, "num_layers": 2}
-    model = segnn.build_model({"model": options | {"edge_frame": True}}).double()
-    batch = example_batch(names=("CH3CH2OH", "C6H6", "CH3COOH"))
-    assert assert_model_equivariant(model, batch, model.irreps_out, trials=3) < 1e-9
-
-
-def energy_models_with_and_without_frame() -> tuple[EnergyModel, EnergyModel]:
-    options = {"lmax_hidden": 2, "lmax_attr": 3}
-    return (
-        example_energy_model(**options, edge_frame=False),
-        example_energy_model(**options, edge_frame=True),
-    )
-
-
-def awkward_structures() -> list[Atoms]:
-    """Ethanol, and a molecule whose bonds lie along +y, -y and in the xz plane, where the
-    frame rotation switches between its two formulas."""
-    ethanol = molecule("CH3CH2OH")
-    ethanol.rotate(37, (1, 2, 3))
-    axes = Atoms(
-        "CH4",
-        positions=[[0, 0, 0], [0, 1.1, 0], [0, -1.1, 0], [1.1, 0, 0], [0, 1e-9, -1.1]],
-    )
-    return [ethanol, axes]
-
-
-def test_energies_forces_and_force_training_through_the_frame_equal_the_ordinary_path():
-    ordinary, framed = energy_models_with_and_without_frame()
-    results = []
-    for model in (ordinary, framed):
-        (batch,) = model.batches(awkward_structures(), batch_size=2)
-        model.zero_grad()
-        energy, forces = model.normalized(batch, create_graph=True)
-        # a force loss: its parameter gradients differentiate through -dE/dx (double backward)
-        (energy.pow(2).sum() + forces.pow(2).sum()).backward()
-        gradients = [p.grad.detach().clone() for p in model.parameters()]
-        results.append((energy.detach(), forces.detach(), gradients))
-    (energy, forces, gradients), (energy_f, forces_f, gradients_f) = results
-    assert forces.abs().max() > 1e-3  # forces worth comparing
-    assert (energy_f - energy).abs().max() <= 1e-10 * energy.abs().max()
-    assert (forces_f - forces).abs().max() <= 1e-10 * forces.abs().max()
-    scale = max(float(g.abs().max()) for g in gradients)
-    for mine, theirs in zip(gradients_f, gradients):
-        assert (mine - theirs).abs().max() <= 1e-10 * scale
-
-
-def test_forces_through_the_frame_are_equivariant():
-    _, framed = energy_models_with_and_without_frame()
-    (batch,) = framed.batches(awkward_structures(), batch_size=2)
-    assert_model_equivariant(lambda data: framed(data)["forces"], batch, "1x1o", per_node=True)

@@ -1,128 +1,43 @@
-"""Both directions of an edge in one frame (segnn.o3.edge_pairs): which graphs pair up, and
-models computing messages pair by pair equal the per-edge frame and the ordinary path."""
+"""Both directions of an edge in one frame (segnn.o3.edge_pairs) on segnn's paired layout.
+Whole models computing messages pair by pair: tests/test_backends.py."""
 
 import pytest
 import torch
 
-import segnn
-import segnn.models.segnn as segnn_model
-from segnn.config import ModelConfig
-from segnn.o3.edge_frame import FrameConcat
-from segnn.o3.edge_pairs import PairMirror, forward_edges
-from segnn.testing import (
-    assert_model_equivariant,
-    assert_same_outputs_and_gradients,
-    example_batch,
-)
+from segnn.data import RadiusGraphCollate, atoms_to_graph, is_paired
+from segnn.o3.edge_frame import FrameConcat, frame_rotations
+from segnn.o3.edge_pairs import PairMirror, edge_pairs
+from segnn.testing import example_batch
 
 
-def test_symmetric_graphs_pair_up():
-    edge_index = torch.tensor([[0, 1, 1, 2, 2, 0], [1, 0, 2, 1, 0, 2]])
-    assert forward_edges(edge_index).tolist() == [0, 2, 5]
-    doubled = torch.cat([edge_index, edge_index[:, :2]], dim=1)  # a duplicate with its reverse
-    assert forward_edges(doubled).tolist() == [0, 2, 5, 6]
-    assert forward_edges(example_batch().edge_index) is not None  # radius graphs are symmetric
+def test_collated_batches_are_marked_paired_and_single_graphs_batched_by_pyg_are_not():
+    from ase.build import molecule
+    from torch_geometric.data import Batch
+
+    graphs = [atoms_to_graph(molecule(name), 2.0) for name in ("H2O", "CH4")]
+    assert all(is_paired(graph) for graph in graphs)
+    assert not is_paired(Batch.from_data_list(graphs))  # halves per graph, not per batch
+    assert is_paired(RadiusGraphCollate(2.0)([atoms_to_graph(molecule("H2O"), None)]))
 
 
-@pytest.mark.parametrize(
-    "edge_index",
-    [
-        [[0, 1, 1], [1, 0, 2]],  # an edge without its reverse
-        [[0, 1, 1, 2], [1, 0, 2, 0]],  # as many edges each way, not reverses of each other
-        [[0, 1, 2, 2], [1, 0, 2, 2]],  # self-loops
-        [[0, 1, 0], [1, 0, 1]],  # a duplicate without a duplicate reverse
-        [[], []],
-    ],
-    ids=["missing-reverse", "unmatched", "self-loop", "duplicate", "empty"],
-)
-def test_other_graphs_do_not(edge_index):
-    assert forward_edges(torch.tensor(edge_index, dtype=torch.long).view(2, -1)) is None
+def test_pairs_of_a_paired_graph_are_its_two_halves():
+    batch = example_batch()
+    edge_index = batch.edge_index
+    num_pairs = edge_index.shape[1] // 2
+    vectors = batch.pos[edge_index[0]] - batch.pos[edge_index[1]]
+    scalars = vectors.pow(2).sum(-1, keepdim=True)
+    pairs = edge_pairs(edge_index, frame_rotations(vectors[:num_pairs], 2), scalars, None)
+    assert torch.equal(pairs.source, edge_index[0, :num_pairs])
+    assert torch.equal(pairs.target, edge_index[1, :num_pairs])
+    # messages go to b (a -> b), then to a (b -> a), pair by pair
+    assert torch.equal(pairs.receivers[0::2], edge_index[1, :num_pairs])
+    assert torch.equal(pairs.receivers[1::2], edge_index[1, num_pairs:])
+    assert torch.equal(pairs.edge_scalars, scalars[num_pairs:])  # symmetric in the pair
+    # the reverse direction rotates back with (-1)^l D
+    assert torch.equal(pairs.back_rotations[0][:, 1], -pairs.rotations[0])
+    assert torch.equal(pairs.back_rotations[1][:, 1], pairs.rotations[1])
 
 
 def test_mirrored_inputs_need_equal_irreps():
     with pytest.raises(ValueError, match="mirrored inputs need equal irreps"):
         PairMirror(FrameConcat(["4x0e+2x1o", "4x0e+3x1o", "1x0e"]))
-
-
-def with_charges_and_velocities(batch):
-    torch.manual_seed(1)
-    batch.charge = torch.randn(batch.num_nodes, 1, dtype=batch.pos.dtype)
-    batch.vel = torch.randn(batch.num_nodes, 3, dtype=batch.pos.dtype)
-    return batch
-
-
-MODELS = {
-    # the QM9 model's kind: squared distances, instance norm, weight-balanced irreps
-    "qm9": ({"hidden_features": 32, "lmax_hidden": 2, "lmax_attr": 3, "num_layers": 2}, None),
-    # smooth radial basis (edge weights, radial channel weights), charges and velocities
-    "bessel-charges": (
-        {
-            "hidden_features": 24,
-            "lmax_hidden": 2,
-            "lmax_attr": 2,
-            "num_layers": 2,
-            "radial": "bessel",
-            "charge_product": True,
-            "velocity_attribute": True,
-            "norm": "none",
-        },
-        2.0,
-    ),
-}
-
-
-def outputs_and_gradients(model, batch):
-    """The output, and the gradients of a loss on it with respect to parameters and positions."""
-    pos = batch.pos.detach().requires_grad_()
-    batch = batch.clone()
-    batch.pos = pos
-    output = model(batch)
-    gradients = torch.autograd.grad(output.pow(2).sum(), [pos, *model.parameters()])
-    return output.detach(), gradients
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_paired_messages_equal_per_edge_frames_and_the_ordinary_path(
-    name, dtype, tolerance, monkeypatch
-):
-    options, cutoff = MODELS[name]
-    batch = with_charges_and_velocities(
-        example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
-    )
-    results = {}
-    for path in ("ordinary", "per-edge frame", "pairs"):
-        torch.manual_seed(0)
-        config = ModelConfig(**options, edge_frame=path != "ordinary")
-        model = segnn.SEGNN(config, cutoff=cutoff).to(dtype)
-        if path == "per-edge frame":  # as for a graph that is not symmetric
-            monkeypatch.setattr(segnn_model, "forward_edges", lambda edge_index: None)
-        results[path] = outputs_and_gradients(model, batch)
-        monkeypatch.undo()
-    for path in ("per-edge frame", "pairs"):
-        assert_same_outputs_and_gradients(results[path], results["ordinary"], tolerance, path)
-
-
-def test_paired_model_is_equivariant_and_ignores_the_order_of_edges():
-    torch.manual_seed(0)
-    options, cutoff = MODELS["bessel-charges"]
-    model = segnn.SEGNN(ModelConfig(**options, edge_frame=True), cutoff=cutoff).double()
-    batch = with_charges_and_velocities(example_batch(names=("CH3CH2OH", "C6H6", "CH3COOH")))
-    error = assert_model_equivariant(model, batch, model.irreps_out, vector_keys=["vel"], trials=3)
-    assert error < 1e-9
-    shuffled = batch.clone()
-    shuffled.edge_index = batch.edge_index[:, torch.randperm(batch.edge_index.shape[1])]
-    expected = model(batch)
-    assert (model(shuffled) - expected).abs().max() <= 1e-12 * expected.abs().max()
-
-
-def test_a_graph_that_is_not_symmetric_takes_the_per_edge_frame():
-    torch.manual_seed(0)
-    options, _ = MODELS["qm9"]
-    batch = example_batch(names=("CH3CH2OH", "HCN"))
-    batch.edge_index = batch.edge_index[:, 1:]  # one edge without its reverse
-    outputs = []
-    for edge_frame in (False, True):
-        torch.manual_seed(0)
-        outputs.append(segnn.SEGNN(ModelConfig(**options, edge_frame=edge_frame)).double()(batch))
-    assert (outputs[1] - outputs[0]).abs().max() <= 1e-10 * outputs[0].abs().max()

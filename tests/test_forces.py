@@ -176,12 +176,30 @@ def test_calculator_rejects_bad_structures_clearly(atoms, message):
 def test_calculator_refuses_a_property_model():
     import segnn
 
-    network = segnn.build_model(
-        {"model": {"hidden_features": 8, "lmax_hidden": 1, "num_layers": 1}}
-    )
-    property_model = segnn.PropertyModel(network, 0.0, 1.0, 2.0, {"name": "homo"})
-    with pytest.raises(TypeError, match="energy model"):
+    config = {"model": {"hidden_features": 8, "lmax_hidden": 1, "num_layers": 1}}
+    property_model = segnn.build_model(config)
+    assert isinstance(property_model, segnn.PropertyModel)
+    with pytest.raises(TypeError, match="energy model.*for 'homo'"):
         SEGNNCalculator(property_model)
+    with pytest.raises(TypeError, match="bare SEGNN network: segnn.build_model"):
+        SEGNNCalculator(property_model.network)
+
+
+def test_calculator_takes_build_model_of_a_force_field_config():
+    from ase.build import molecule
+
+    import segnn
+
+    torch.manual_seed(0)
+    model = segnn.build_model(
+        segnn.load_config("configs/ethanol_forces.yaml", ["model.hidden_features=8"])
+    )
+    assert isinstance(model, segnn.EnergyModel)
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = SEGNNCalculator(model)
+    assert atoms.get_forces().shape == (9, 3)
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.calc.backend.capabilities.forces
 
 
 def test_atoms_to_graph_rejects_bad_structures():

@@ -1,5 +1,6 @@
 """The fused CPU kernels of the paired edge-frame messages (segnn.o3.frame_kernels): the same
-numbers as the PyTorch ops they replace, gradients included, and used exactly where they apply."""
+numbers as the PyTorch ops they replace, gradients included, and used exactly where they apply.
+Whole models on the cpu_kernels backend: tests/test_backends.py."""
 
 import shutil
 
@@ -10,12 +11,8 @@ import segnn
 from segnn.config import ModelConfig
 from segnn.o3 import frame_kernels
 from segnn.o3.edge_frame import FrameConcat, FrameLayout, frame_rotations
-from segnn.o3.edge_pairs import edge_pairs
-from segnn.testing import (
-    assert_model_equivariant,
-    assert_same_outputs_and_gradients,
-    example_batch,
-)
+from segnn.o3.edge_pairs import edge_pairs, receiver_index
+from segnn.testing import example_batch
 
 IRREPS = "3x0e+2x1o+2x2e"
 NUM_ATOMS = 9  # the last atom is in no pair: it receives nothing
@@ -39,14 +36,8 @@ def random_pairs(dtype, num_pairs=14, num_scalars=2):
     edge_index = torch.stack([torch.cat([source, target]), torch.cat([target, source])])
     vectors = torch.randn(num_pairs, 3, generator=generator, dtype=dtype)
     scalars = torch.randn(num_pairs, num_scalars, generator=generator, dtype=dtype)
-    return edge_pairs(
-        edge_index,
-        torch.arange(num_pairs),
-        frame_rotations(vectors, 2),
-        torch.cat([scalars, scalars]),
-        None,
-        NUM_ATOMS,
-    )
+    pairs = edge_pairs(edge_index, frame_rotations(vectors, 2), torch.cat([scalars, scalars]), None)
+    return pairs._replace(receiver_index=receiver_index(pairs.receivers, NUM_ATOMS))
 
 
 def random_messages(rows, layout, dtype):
@@ -138,7 +129,6 @@ QM9_LIKE = {  # squared distances, instance norm, weight-balanced irreps: the ke
     "lmax_attr": 3,
     "num_layers": 2,
     "hidden_allocation": "weights",
-    "edge_frame": True,
 }
 
 
@@ -155,50 +145,24 @@ def count_fused_calls(monkeypatch) -> list[int]:
 
 
 @needs_kernels
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-@pytest.mark.parametrize(
-    "hidden",
-    [{}, {"lmax_hidden": 1, "hidden_allocation": "dimension"}],  # as configs/qm9_quick.yaml
-    ids=["l2-weights", "l1-dimension"],
-)
-def test_models_with_and_without_the_kernels_agree(dtype, tolerance, hidden, monkeypatch):
-    batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
-    calls = count_fused_calls(monkeypatch)
-    results = []
-    for fused in (False, True):
-        torch.manual_seed(0)
-        model = segnn.SEGNN(ModelConfig(**QM9_LIKE | hidden, frame_kernels=fused)).to(dtype)
-        output = model(batch)
-        gradients = torch.autograd.grad(output.pow(2).sum(), list(model.parameters()))
-        results.append((output.detach(), gradients))
-    assert calls[0] == QM9_LIKE["num_layers"]  # every layer of the fused model, none other
-    assert_same_outputs_and_gradients(results[1], results[0], tolerance)
-
-
-@needs_kernels
-def test_model_with_the_kernels_is_equivariant(monkeypatch):
-    calls = count_fused_calls(monkeypatch)
-    torch.manual_seed(0)
-    model = segnn.SEGNN(ModelConfig(**QM9_LIKE)).double()
-    batch = example_batch(names=("CH3CH2OH", "C6H6", "CH3COOH"))
-    assert assert_model_equivariant(model, batch, model.irreps_out, trials=4) < 1e-9
-    assert calls[0] > 0
-
-
 def test_forces_take_the_pytorch_ops(monkeypatch):
     """The kernels give no gradient with respect to the rotations: with positions requiring
-    one, the layers run the PyTorch ops, and forces match the model without kernels."""
+    one, the cpu_kernels backend runs the PyTorch ops, and forces match edge_frame's."""
     calls = count_fused_calls(monkeypatch)
     batch = example_batch(names=("CH3CH2OH", "HCN"))
     forces = []
-    for fused in (False, True):
+    for backend in ("edge_frame", "cpu_kernels"):
         torch.manual_seed(0)
-        model = segnn.SEGNN(ModelConfig(**QM9_LIKE, frame_kernels=fused)).double()
+        model = segnn.SEGNN(ModelConfig(**QM9_LIKE)).double()
+        segnn.use_backend(model, backend)
         pos = batch.pos.detach().requires_grad_()
         moved = batch.clone()
         moved.pos = pos
         forces.append(-torch.autograd.grad(model(moved).sum(), pos)[0])
-    assert calls[0] == 0
+        if backend == "cpu_kernels":
+            assert calls[0] == 0
+            model(batch)  # without a position gradient the kernels run
+            assert calls[0] == QM9_LIKE["num_layers"]
     assert (forces[1] - forces[0]).abs().max() <= 1e-12 * forces[0].abs().max()
 
 
@@ -214,9 +178,7 @@ def test_a_failed_build_warns_and_keeps_the_pytorch_ops(monkeypatch):
     try:
         with pytest.warns(RuntimeWarning, match="could not be built.*no compiler here"):
             assert not frame_kernels.available()
-        torch.manual_seed(0)
-        model = segnn.SEGNN(ModelConfig(**QM9_LIKE)).double()
-        assert torch.isfinite(model(example_batch(names=("HCN",)))).all()
+        assert segnn.backends.make_backend("auto").name != "cpu_kernels"
         assert calls[0] == 0
     finally:
         frame_kernels.available.cache_clear()

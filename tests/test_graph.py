@@ -37,10 +37,15 @@ def test_radius_graph_matches_brute_force_per_graph():
     assert bool((batch[edge_index[0]] == batch[edge_index[1]]).all())
 
 
-def test_radius_graph_sorted_by_target_then_source():
-    pos, batch = random_batch([9, 6])
-    edge_index = radius_graph(pos, 2.5, batch)
-    key = edge_index[1] * 100 + edge_index[0]
+@pytest.mark.parametrize("build", ["radius", "full"])
+def test_graphs_come_in_the_paired_layout(build):
+    pos, batch = random_batch([9, 6, 4])
+    edge_index = radius_graph(pos, 2.5, batch) if build == "radius" else full_graph(19, batch)
+    half = edge_index.shape[1] // 2
+    assert half > 0 and edge_index.shape[1] == 2 * half
+    assert torch.equal(edge_index[:, half:], edge_index[:, :half].flip(0))
+    assert bool((edge_index[0, :half] < edge_index[1, :half]).all())
+    key = edge_index[1, :half] * 100 + edge_index[0, :half]  # each half sorted
     assert bool((key[1:] > key[:-1]).all())
 
 

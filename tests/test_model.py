@@ -7,6 +7,8 @@ from ase.build import molecule
 from torch_geometric.data import Batch
 
 import segnn
+from segnn.backends import Geometry, make_backend
+from segnn.config import ModelConfig
 from segnn.data import atoms_to_graph
 from segnn.models import SEGNNLayer
 from segnn.o3 import SphericalHarmonicsAttributes, balanced_irreps
@@ -22,7 +24,7 @@ from segnn.testing import (
 def small_model(dtype=torch.float64, seed=0, **model):
     torch.manual_seed(seed)
     options = {"hidden_features": 24, "lmax_hidden": 2, "lmax_attr": 2, "num_layers": 2} | model
-    return segnn.build_model({"model": options}).to(dtype)
+    return segnn.build_model(ModelConfig(**options)).to(dtype)
 
 
 @pytest.mark.parametrize("lmax_attr", [1, 2, 3])
@@ -76,8 +78,10 @@ def test_kit_flags_model_with_broken_gate(batch64, monkeypatch):
 
 
 @pytest.mark.parametrize("lmax_attr", [1, 2, 3])
-def test_layer_is_rotation_reflection_and_permutation_equivariant(batch64, lmax_attr):
+@pytest.mark.parametrize("backend", ["plain", "edge_frame"])
+def test_layer_is_rotation_reflection_and_permutation_equivariant(batch64, lmax_attr, backend):
     torch.manual_seed(0)
+    backend = make_backend(backend)
     hidden = balanced_irreps(24, 2)
     attributes = SphericalHarmonicsAttributes(lmax_attr)
     layer = SEGNNLayer(hidden, attributes.irreps, norm=True).double()
@@ -88,7 +92,10 @@ def test_layer_is_rotation_reflection_and_permutation_equivariant(batch64, lmax_
         edge_attr = attributes.edge_attributes(vectors)
         node_attr = attributes.node_attributes(edge_attr, data.edge_index[1], data.num_nodes)
         scalars = vectors.pow(2).sum(-1, keepdim=True)
-        return layer(h, data.edge_index, edge_attr, node_attr, scalars, data.batch)
+        geometry = Geometry(
+            data.edge_index, vectors, edge_attr, scalars, None, node_attr, data.batch, True
+        )
+        return layer(h, backend.frames(geometry, hidden.lmax), backend)
 
     reference = run(batch64, features)
     for trial in range(4):
@@ -128,7 +135,7 @@ def test_seeded_models_are_deterministic(batch64):
 def test_output_scale_at_initialisation_paper_size():
     batch = example_batch(cutoff=2.0, dtype=torch.float32)
     torch.manual_seed(0)
-    model = segnn.build_model(segnn.load_config("configs/qm9.yaml"))
+    model = segnn.build_model(segnn.load_config("configs/qm9.yaml")).network
     out = model(batch)
     assert torch.isfinite(out).all()
     assert out.abs().max() < 10
@@ -136,7 +143,7 @@ def test_output_scale_at_initialisation_paper_size():
 
 def test_quick_config_builds_and_is_invariant():
     torch.manual_seed(0)
-    model = segnn.build_model(segnn.load_config("configs/qm9_quick.yaml")).double()
+    model = segnn.build_model(segnn.load_config("configs/qm9_quick.yaml")).network.double()
     batch = example_batch(names=["CH3CH2OH", "C6H6", "CH3COOH"])
     assert model(batch).shape == (3, 1)
     assert_model_equivariant(model, batch, model.irreps_out, trials=2)

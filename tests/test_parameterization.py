@@ -15,8 +15,8 @@ import torch
 from e3nn import o3
 
 import segnn
+from segnn.backends.e3nn import ReferenceTensorProduct
 from segnn.o3.gate import Gate, second_moment_gain
-from segnn.o3.reference import ReferenceTensorProduct
 from segnn.o3.tensor_product import ConditionedTensorProduct
 
 IRREPS = ("4x0e+3x1o+2x2e", "1x0e+1x1o+1x2e", "5x0e+3x1o+2x2e")

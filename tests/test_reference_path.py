@@ -1,46 +1,12 @@
-"""segnn's tensor products agree with the e3nn reference path on the same weights: outputs and
-gradients, float64 and float32, for whole models."""
+"""segnn's tensor product agrees with e3nn's ``FullyConnectedTensorProduct`` (the ``e3nn``
+backend's product) on the same weights, for every block layout. Whole models on every backend:
+tests/test_backends.py."""
 
 import pytest
 import torch
 
-import segnn
-from segnn.o3.reference import ReferenceTensorProduct, use_reference_tensor_products
+from segnn.backends.e3nn import ReferenceTensorProduct
 from segnn.o3.tensor_product import ConditionedTensorProduct
-from segnn.testing import assert_same_outputs_and_gradients, example_batch
-
-
-def outputs_and_gradients(model, batch):
-    model.zero_grad()
-    output = model(batch)
-    output.pow(2).sum().backward()
-    return output.detach().clone(), [p.grad.detach().clone() for p in model.parameters()]
-
-
-@pytest.mark.parametrize("parameterization", ["normalized", "standard"])
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_reference_path_matches_on_a_qm9_model(dtype, tolerance, parameterization):
-    torch.manual_seed(0)
-    model = segnn.build_model(
-        {
-            "model": {
-                "hidden_features": 32,
-                "lmax_hidden": 2,
-                "lmax_attr": 3,
-                "num_layers": 2,
-                "parameterization": parameterization,
-            }
-        }
-    ).to(dtype)
-    # no highly symmetric molecules (CH4, C6H6, CF4): their vector features vanish by symmetry
-    # and the instance norm of ~0 vectors amplifies float32 rounding differently on each path
-    batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
-    ours = outputs_and_gradients(model, batch)
-    use_reference_tensor_products(model)
-    assert_same_outputs_and_gradients(ours, outputs_and_gradients(model, batch), tolerance)
-    use_reference_tensor_products(model, enabled=False)
-    again, _ = outputs_and_gradients(model, batch)
-    assert torch.equal(again, ours[0])
 
 
 @pytest.mark.parametrize(
@@ -87,32 +53,3 @@ def test_padded_small_couplings_match_e3nn():
     (gradient,) = torch.autograd.grad(ours.pow(2).sum(), x)
     (expected,) = torch.autograd.grad(theirs.pow(2).sum(), x)
     assert torch.allclose(gradient, expected, atol=1e-12)
-
-
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_the_fastest_path_matches_the_reference_path(dtype, tolerance, monkeypatch):
-    """The benchmark's fast backends (edge frame, edge pairs, fused frame kernels) against its
-    reference backend (e3nn products, ordinary messages), on the same weights."""
-    from segnn.o3 import frame_kernels
-
-    calls = []
-    gather = frame_kernels.frame_gather
-    monkeypatch.setattr(
-        frame_kernels, "frame_gather", lambda *args: calls.append(1) or gather(*args)
-    )
-    options = {
-        "hidden_features": 32,
-        "lmax_hidden": 2,
-        "lmax_attr": 3,
-        "num_layers": 2,
-        "parameterization": "standard",
-    }
-    batch = example_batch(dtype=dtype, names=("H2O", "CH3CH2OH", "CH3COOH", "HCN"))
-    results = []
-    for fast in (True, False):
-        torch.manual_seed(0)
-        model = segnn.build_model({"model": options | {"edge_frame": fast}}).to(dtype)
-        use_reference_tensor_products(model, enabled=not fast)
-        results.append(outputs_and_gradients(model, batch))
-    assert_same_outputs_and_gradients(results[0], results[1], tolerance)
-    assert len(calls) == options["num_layers"] or not frame_kernels.available()

@@ -10,7 +10,7 @@ from ase import Atoms
 from ase.io import read
 from torch_geometric.data import Data
 
-from segnn.data.graph import radius_graph
+from segnn.data.graph import mark_paired, radius_graph
 
 
 def atoms_to_graph(atoms: Atoms, cutoff: float | None, dtype: torch.dtype | None = None) -> Data:
@@ -43,7 +43,7 @@ def atoms_to_graph(atoms: Atoms, cutoff: float | None, dtype: torch.dtype | None
     z = torch.as_tensor(numbers, dtype=torch.long)
     if cutoff is None:
         return Data(pos=pos, z=z)
-    return Data(pos=pos, z=z, edge_index=radius_graph(pos, cutoff))
+    return mark_paired(Data(pos=pos, z=z, edge_index=radius_graph(pos, cutoff)))
 
 
 def read_structures(path: str | Path) -> list[Atoms]:

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 
 from torch_geometric.data import Batch, Data
 
-from segnn.data.graph import radius_graph
+from segnn.data.graph import mark_paired, radius_graph
 
 
 class RadiusGraphCollate:
     """``collate_fn`` for a ``DataLoader``: a list of ``Data(pos, z, ...)`` → one ``Batch`` whose
-    ``edge_index`` joins atoms of the same molecule closer than ``cutoff`` Å (one batched call)."""
+    ``edge_index`` joins atoms of the same molecule closer than ``cutoff`` Å (one batched call),
+    in the paired layout (:mod:`segnn.data.graph`)."""
 
     def __init__(self, cutoff: float):
         self.cutoff = cutoff
@@ -19,4 +20,4 @@ class RadiusGraphCollate:
     def __call__(self, molecules: Sequence[Data]) -> Batch:
         batch = Batch.from_data_list(list(molecules))
         batch.edge_index = radius_graph(batch.pos, self.cutoff, batch.batch)
-        return batch
+        return mark_paired(batch)

@@ -28,7 +28,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
-from segnn.data.graph import full_graph
+from segnn.data.graph import full_graph, mark_paired
 
 NUM_PARTICLES = 5
 TIME_STEP = 0.001
@@ -222,4 +222,4 @@ class FullGraphCollate:
     def __call__(self, samples) -> Batch:
         batch = Batch.from_data_list(list(samples))
         batch.edge_index = full_graph(batch.num_nodes, batch.batch)
-        return batch
+        return mark_paired(batch)

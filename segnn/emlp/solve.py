@@ -57,6 +57,11 @@ class EquivariantBasis:
 _CACHE: dict[tuple[Rep, str], EquivariantBasis] = {}
 
 
+def clear_cache() -> None:
+    """Forget every solved basis (for timing solves from scratch)."""
+    _CACHE.clear()
+
+
 def constraint_matrix(rep: Rep) -> torch.Tensor:
     """``[(M + K) * size, size]``: the stacked ``dρ(A_i)`` and ``ρ(h_k) - I``, formed by
     applying :func:`constraint_operator` to the identity."""

@@ -1,7 +1,26 @@
-"""Models: the SEGNN layer and network."""
+"""Models: the SEGNN layer and network, and the task wrappers around it."""
 
-from segnn.models.compile import compile_layers
 from segnn.models.layer import SEGNNLayer
-from segnn.models.segnn import SEGNN, build_model
+from segnn.models.segnn import SEGNN, use_backend
+from segnn.models.wrappers import (
+    AtomisticModel,
+    DisplacementModel,
+    EnergyModel,
+    Prediction,
+    PropertyModel,
+    TaskModel,
+    build_model,
+)
 
-__all__ = ["SEGNN", "SEGNNLayer", "build_model", "compile_layers"]
+__all__ = [
+    "SEGNN",
+    "AtomisticModel",
+    "DisplacementModel",
+    "EnergyModel",
+    "Prediction",
+    "PropertyModel",
+    "SEGNNLayer",
+    "TaskModel",
+    "build_model",
+    "use_backend",
+]

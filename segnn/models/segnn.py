@@ -9,7 +9,9 @@ from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
 from torch_geometric.utils import scatter
 
+from segnn.backends import DEFAULT, Backend, Geometry, make_backend
 from segnn.config import ModelConfig
+from segnn.data.graph import is_paired
 from segnn.models.layer import SEGNNLayer
 from segnn.o3 import (
     ConditionedTensorProduct,
@@ -20,8 +22,6 @@ from segnn.o3 import (
     scalar_irreps,
     weight_balanced_irreps,
 )
-from segnn.o3.edge_frame import frame_rotations
-from segnn.o3.edge_pairs import EdgePairs, edge_pairs, forward_edges
 
 
 class SEGNN(torch.nn.Module):
@@ -40,13 +40,16 @@ class SEGNN(torch.nn.Module):
        (``radial: squared_distance`` or ``distance``), or with an enveloped Bessel basis as edge
        scalars, learnt radial
        per-channel weights on the messages and the envelope weighting messages and node
-       attributes (``radial: bessel``, smooth at ``cutoff``); with ``edge_frame`` the message
-       products run in each edge's frame (same function, less work), one frame per pair of
-       opposite edges when the graph is symmetric (:mod:`segnn.o3.edge_pairs`);
+       attributes (``radial: bessel``, smooth at ``cutoff``);
     4. readout: ``graph`` task — steerable pre-pool MLP on nodes (conditioned on ``a_i``),
        sum/mean pooling, post-pool MLP → ``[num_graphs, output_irreps.dim]``;
        ``node`` task — the pre-pool MLP straight to ``[N, output_irreps.dim]``;
        ``energy`` task — the pre-pool MLP to one scalar per atom, summed → ``[num_graphs, 1]``.
+
+    The geometry (edge vectors, harmonics, radial features, node attributes, and the edge
+    frames the backend needs) is computed once per batch and handed to every layer
+    (:meth:`geometry`). ``backend`` (:mod:`segnn.backends`, not saved with the weights) decides
+    how the products are evaluated; :func:`use_backend` changes it.
 
     Outputs transform by ``output_irreps`` under O(3) and are invariant to translations and to
     the order of atoms (per-atom outputs follow the atoms). ``cutoff`` (Å) is needed for
@@ -98,7 +101,6 @@ class SEGNN(torch.nn.Module):
                 norm=config.norm == "instance",
                 radial_weights=self.radial is not None,
                 attribute_scale=self.attributes.constant,
-                frame_kernels=config.frame_kernels,
                 parameterization=weights,
                 normalize_activations=config.normalize_activations,
             )
@@ -138,6 +140,8 @@ class SEGNN(torch.nn.Module):
                 normalize_activations=config.normalize_activations,
             )
 
+        self.backend: Backend = make_backend(DEFAULT)
+
     def species_one_hot(self, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[N]`` atomic numbers → ``[N, len(species)]`` one-hot; unknown elements raise."""
         if z.numel() and (int(z.min()) < 1 or int(z.max()) >= len(chemical_symbols)):
@@ -166,10 +170,8 @@ class SEGNN(torch.nn.Module):
             )
         return x.to(dtype)
 
-    def forward(self, data) -> torch.Tensor:
-        """``data``: PyG ``Data``/``Batch`` with ``pos``, ``edge_index`` (and ``batch``), plus
-        ``z`` (atomic numbers) or ``x`` (``model.input_irreps``), ``vel`` with
-        ``model.velocity_attribute``, ``charge [N, 1]`` with ``model.charge_product``."""
+    def geometry(self, data) -> Geometry:
+        """The batch's :class:`~segnn.backends.Geometry`, with the backend's edge frames."""
         pos, edge_index = data.pos, data.edge_index
         if edge_index is None:
             raise ValueError(
@@ -180,8 +182,6 @@ class SEGNN(torch.nn.Module):
             if getattr(data, "batch", None) is not None
             else pos.new_zeros(len(pos), dtype=torch.long)
         )
-        num_nodes = pos.shape[0]
-
         # index_select, not pos[index]: the backward (forces) is an index_add, not an
         # accumulating index_put
         edge_vectors = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
@@ -193,7 +193,7 @@ class SEGNN(torch.nn.Module):
         else:
             edge_scalars, edge_weights = self.radial(edge_vectors.norm(dim=-1))
         node_attr = self.attributes.node_attributes(
-            edge_attr, edge_index[1], num_nodes, edge_weights
+            edge_attr, edge_index[1], pos.shape[0], edge_weights
         )
         if self.config.velocity_attribute:
             velocity_attr = self.attributes.edge_attributes(data.vel.to(pos.dtype))
@@ -205,64 +205,55 @@ class SEGNN(torch.nn.Module):
             edge_scalars = torch.cat(
                 [edge_scalars, charge[edge_index[0]] * charge[edge_index[1]]], dim=1
             )
-
-        rotations, pairs = self._edge_frames(
-            edge_index, edge_vectors, edge_scalars, edge_weights, num_nodes
+        geometry = Geometry(
+            edge_index,
+            edge_vectors,
+            edge_attr,
+            edge_scalars,
+            edge_weights,
+            node_attr,
+            batch,
+            paired=is_paired(data),
         )
+        return self.backend.frames(geometry, self.irreps_hidden.lmax)
 
-        h = self.embedding(self.node_inputs(data, pos.dtype), node_attr)
+    def forward(self, data) -> torch.Tensor:
+        """``data``: PyG ``Data``/``Batch`` with ``pos``, ``edge_index`` (and ``batch``), plus
+        ``z`` (atomic numbers) or ``x`` (``model.input_irreps``), ``vel`` with
+        ``model.velocity_attribute``, ``charge [N, 1]`` with ``model.charge_product``."""
+        geometry = self.geometry(data)
+        backend, node_attr = self.backend, geometry.node_attr
+        h = backend.apply(self.embedding, self.node_inputs(data, data.pos.dtype), node_attr)
         for layer in self.layers:
-            h = layer(
-                h,
-                edge_index,
-                edge_attr,
-                node_attr,
-                edge_scalars,
-                batch,
-                edge_weights,
-                rotations,
-                pairs,
-            )
-        h = self.node_head(h, node_attr)
+            h = layer(h, geometry, backend)
+        h = backend.apply(self.node_head, h, node_attr)
         if self.config.task == "node":
             return h
-        num_graphs = int(batch.max()) + 1 if num_nodes else 0
-        if self.config.task == "energy":
-            return scatter(h, batch, dim=0, dim_size=num_graphs, reduce="sum")
-        pooled = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.config.pool)
-        return self.graph_head(pooled, pooled.new_ones(num_graphs, 1))
-
-    def _edge_frames(
-        self,
-        edge_index: torch.Tensor,
-        edge_vectors: torch.Tensor,
-        edge_scalars: torch.Tensor,
-        edge_weights: torch.Tensor | None,
-        num_atoms: int,
-    ) -> tuple[list[torch.Tensor] | None, EdgePairs | None]:
-        """``(rotations, pairs)`` for the layers: both ``None`` without ``edge_frame``; pairs
-        of opposite edges (:mod:`segnn.o3.edge_pairs`) when the graph is symmetric, else the
-        rotation of every edge (:func:`~segnn.o3.edge_frame.frame_rotations`, ``[E, d', d]``
-        per degree). ``edge_index [2, E]``, ``edge_vectors [E, 3]``, ``edge_scalars [E, S]``,
-        ``edge_weights [E]`` or ``None``, ``num_atoms`` ``N``."""
-        if not self.config.edge_frame:
-            return None, None
-        lmax = max(self.irreps_hidden.lmax, 1)
-        forward = forward_edges(edge_index)
-        if forward is None:
-            return frame_rotations(edge_vectors, lmax), None
-        rotations = frame_rotations(edge_vectors.index_select(0, forward), lmax)
-        return None, edge_pairs(
-            edge_index, forward, rotations, edge_scalars, edge_weights, num_atoms
+        num_graphs = getattr(data, "num_graphs", None) or (
+            int(geometry.batch.max()) + 1 if geometry.num_nodes else 0
         )
+        if self.config.task == "energy":
+            return scatter(h, geometry.batch, dim=0, dim_size=num_graphs, reduce="sum")
+        pooled = scatter(h, geometry.batch, dim=0, dim_size=num_graphs, reduce=self.config.pool)
+        return backend.apply(self.graph_head, pooled, pooled.new_ones(num_graphs, 1))
 
 
-def build_model(config) -> SEGNN:
-    """A :class:`SEGNN` from a :class:`segnn.config.Config`, its ``model`` section, a dict or a path."""
-    from segnn.config import Config, load_config
-
-    if isinstance(config, ModelConfig):
-        return SEGNN(config)
-    if not isinstance(config, Config):
-        config = load_config(config)
-    return SEGNN(config.model, cutoff=config.data.cutoff)
+def use_backend(model: torch.nn.Module, name: str = "auto", **use) -> Backend:
+    """Make every :class:`SEGNN` in ``model`` (a network or a task wrapper) compute with the
+    backend ``name`` (:mod:`segnn.backends`), chosen for ``model``'s device and dtype, its
+    radial weights and ``use``: ``forces``, ``force_training``, ``compile``
+    (:func:`segnn.backends.make_backend`). Call it after moving the model. Returns the backend."""
+    networks = [module for module in model.modules() if isinstance(module, SEGNN)]
+    if not networks:
+        raise TypeError(f"{type(model).__name__} holds no SEGNN network")
+    parameter = next(model.parameters())
+    backend = make_backend(
+        name,
+        device=parameter.device,
+        dtype=parameter.dtype,
+        radial_weights=any(network.radial is not None for network in networks),
+        **use,
+    )
+    for network in networks:
+        network.backend = backend
+    return backend

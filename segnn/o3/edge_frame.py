@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from e3nn import o3
 
-from segnn.o3.irreps import IrrepsConcat, _cat
+from segnn.o3.irreps import IrrepsConcat, concatenate
 
 
 def edge_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]:
@@ -123,7 +123,7 @@ def _frame_parts(
         pieces[0].append(zero.squeeze(0))
         for k, pair in enumerate(pairs[:l], start=1):
             pieces[k].append(pair)
-    return [_cat(part, dim=-1) for part in pieces]
+    return [concatenate(part, dim=-1) for part in pieces]
 
 
 class FrameLayout:
@@ -141,13 +141,13 @@ class FrameLayout:
         ]
         self.widths = [sum(widths) for widths in self.block_widths]
         self._flat_widths = [mul * ir.dim for mul, ir in self.irreps]
-        self._blocks = [(mul, ir.l) for mul, ir in self.irreps]  # plain ints for the hot path
+        self.blocks = [(mul, ir.l) for mul, ir in self.irreps]  # plain ints for the hot path
 
     def to_frame(self, x: torch.Tensor, rotations: list[torch.Tensor]) -> list[torch.Tensor]:
         """``x [rows, irreps.dim]`` → its parts by ``|m|`` after the rotation ``D x``."""
         blocks = x.split(self._flat_widths, dim=1)
         return _frame_parts(
-            ((block, mul, l) for block, (mul, l) in zip(blocks, self._blocks)),
+            ((block, mul, l) for block, (mul, l) in zip(blocks, self.blocks)),
             rotations,
             self.lmax,
         )
@@ -157,7 +157,7 @@ class FrameLayout:
         rows = parts[0].shape[0]
         split = [iter(part.split(widths, dim=-1)) for part, widths in zip(parts, self.block_widths)]
         blocks = []
-        for mul, l in self._blocks:
+        for mul, l in self.blocks:
             if l == 0:
                 blocks.append(next(split[0]))
                 continue
@@ -168,7 +168,7 @@ class FrameLayout:
                 pieces.append(pieces[0].new_zeros(rotation.shape[1] - 2 * l - 1, rows, mul))
             block = rotation.transpose(1, 2) @ torch.cat(pieces, dim=0).transpose(0, 1)
             blocks.append(block.transpose(1, 2).reshape(rows, mul * (2 * l + 1)))
-        return _cat(blocks, dim=1)
+        return concatenate(blocks, dim=1)
 
 
 class FrameConcat:
@@ -235,18 +235,22 @@ class FramePlan:
                     position += mul
             return offsets
 
-        type_of_input = {b: i for i, t in enumerate(product._inputs) for b in t.indices}
+        type_of_input = {b: i for i, t in enumerate(product.input_types) for b in t.indices}
         couplings = [
-            (attribute @ product._couplings64[o]).view(out.dim, -1).split(product._widths[o], dim=1)
-            for o, out in enumerate(product._outputs)
+            (attribute @ product.couplings[o])
+            .view(out.dim, -1)
+            .split(product.coupling_widths[o], dim=1)
+            for o, out in enumerate(product.output_types)
         ]
         sources, targets, coefficients = [], [], []
         weight_offset = 0
         for group in product.groups:
             i, o = type_of_input[group.block_in], product.output_type[group.block_out]
-            l_in, l_out = product._inputs[i].l, product._outputs[o].l
+            l_in, l_out = product.input_types[i].l, product.output_types[o].l
             paths = group.num_paths
-            block = couplings[o][i].view(2 * l_out + 1, 2 * l_in + 1, paths) * product._scales[o]
+            block = (
+                couplings[o][i].view(2 * l_out + 1, 2 * l_in + 1, paths) * product.output_scales[o]
+            )
             channel_in = torch.arange(group.mul_in)[:, None]
             channel_out = torch.arange(group.mul_out)[None, :]
             for k in range(min(l_in, l_out) + 1):

@@ -34,24 +34,6 @@ import torch
 from segnn.o3.edge_frame import FrameConcat
 
 
-def forward_edges(edge_index: torch.Tensor) -> torch.Tensor | None:
-    """Indices ``[P]`` of the edges ``a → b`` with ``a < b`` when every edge of ``edge_index``
-    (``[2, E]``, source first) comes with its reverse (``E = 2P``; duplicate edges pair with
-    duplicate reverses); ``None`` for graphs that are not symmetric, have self-loops or no
-    edges."""
-    source, target = edge_index
-    if source.numel() == 0 or source.numel() % 2 or bool((source == target).any()):
-        return None
-    ahead = source < target
-    forward = ahead.nonzero().squeeze(1)
-    if 2 * forward.numel() != source.numel():
-        return None
-    span = int(edge_index.max()) + 1
-    keys = torch.sort(source[ahead] * span + target[ahead]).values
-    reverse_keys = torch.sort(target[~ahead] * span + source[~ahead]).values
-    return forward if torch.equal(keys, reverse_keys) else None
-
-
 class EdgePairs(NamedTuple):
     """A symmetric graph's edges pair by pair (see the module docstring).
 
@@ -62,7 +44,7 @@ class EdgePairs(NamedTuple):
     direction's message back); ``edge_scalars`` ``[P, S]``, ``edge_weights`` ``[P]`` or ``None``:
     those of the edges ``a → b`` (the same for ``b → a``); ``receiver_index``: the message rows
     sorted by receiver ``[2P]`` and where each atom's rows start ``[N + 1]`` (for the fused
-    CPU kernels, :mod:`segnn.o3.frame_kernels`; ``None`` on other devices).
+    CPU kernels, :mod:`segnn.o3.frame_kernels`; ``None`` unless they run).
     """
 
     source: torch.Tensor
@@ -77,22 +59,18 @@ class EdgePairs(NamedTuple):
 
 def edge_pairs(
     edge_index: torch.Tensor,
-    forward: torch.Tensor,
     rotations: list[torch.Tensor],
     edge_scalars: torch.Tensor,
     edge_weights: torch.Tensor | None,
-    num_atoms: int,
 ) -> EdgePairs:
-    """:class:`EdgePairs` from the edges ``forward`` (:func:`forward_edges`), the frame
-    ``rotations`` of their vectors, every edge's ``edge_scalars`` ``[E, S]`` and
-    ``edge_weights`` ``[E]`` (symmetric: functions of the distance), and the number of atoms."""
-    source, target = edge_index[0, forward], edge_index[1, forward]
+    """:class:`EdgePairs` of a graph in the paired layout (:mod:`segnn.data.graph`: the first
+    ``P`` edges ``a → b``, the last ``P`` their reverses), from the frame ``rotations`` of the
+    first ``P`` edge vectors and every edge's ``edge_scalars`` ``[E, S]`` and ``edge_weights``
+    ``[E]`` (functions of the distance, equal for both directions). ``receiver_index`` is left
+    ``None`` (:func:`receiver_index` fills it for the CPU kernels)."""
+    num_pairs = edge_index.shape[1] // 2
+    source, target = edge_index[0, :num_pairs], edge_index[1, :num_pairs]
     receivers = torch.stack([target, source], dim=1).flatten()
-    receiver_index = None
-    if receivers.device.type == "cpu":  # for the CPU kernels; bincount would sync a GPU
-        starts = receivers.new_zeros(num_atoms + 1)
-        starts[1:] = torch.bincount(receivers, minlength=num_atoms).cumsum(0)
-        receiver_index = torch.argsort(receivers, stable=True), starts
     back_rotations = [
         torch.stack([rotation, rotation if l % 2 == 0 else -rotation], dim=1)
         for l, rotation in enumerate(rotations, start=1)
@@ -103,10 +81,18 @@ def edge_pairs(
         receivers,
         rotations,
         back_rotations,
-        edge_scalars.index_select(0, forward),
-        None if edge_weights is None else edge_weights.index_select(0, forward),
-        receiver_index,
+        edge_scalars[:num_pairs],
+        None if edge_weights is None else edge_weights[:num_pairs],
+        None,
     )
+
+
+def receiver_index(receivers: torch.Tensor, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The message rows sorted by receiver ``[2P]`` and where each atom's rows start
+    ``[N + 1]``, for the fused CPU kernels (:mod:`segnn.o3.frame_kernels`)."""
+    starts = receivers.new_zeros(num_atoms + 1)
+    starts[1:] = torch.bincount(receivers, minlength=num_atoms).cumsum(0)
+    return torch.argsort(receivers, stable=True), starts
 
 
 class PairMirror(torch.nn.Module):

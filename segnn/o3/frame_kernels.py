@@ -126,9 +126,9 @@ def gather_table(frame_concat: FrameConcat) -> tuple[torch.Tensor, list[int]]:
 
 def scatter_table(layout: FrameLayout) -> tuple[torch.Tensor, int]:
     """The block table of features laid out by ``layout`` and their width ``irreps.dim``."""
-    offsets = _offsets(layout._blocks)
+    offsets = _offsets(layout.blocks)
     table, _ = _table(
-        [(0, offset, *block) for offset, block in zip(offsets, layout._blocks)], layout.lmax
+        [(0, offset, *block) for offset, block in zip(offsets, layout.blocks)], layout.lmax
     )
     return table, layout.irreps.dim
 

@@ -15,7 +15,7 @@ import torch
 from e3nn import o3
 
 
-def _cat(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
+def concatenate(tensors: list[torch.Tensor], dim: int) -> torch.Tensor:
     """``torch.cat`` that returns a single tensor as it is (no copy, no extra autograd node)."""
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from e3nn import o3
 
 from segnn.o3.gate import Gate
 from segnn.o3.tensor_product import ConditionedTensorProduct, Parameterization
+
+ProductFunction = Callable[[ConditionedTensorProduct, torch.Tensor, torch.Tensor], torch.Tensor]
+"""How to evaluate one product, ``(product, x, attr) -> y``: a backend's hook
+(:mod:`segnn.backends`); ``None`` calls the product itself."""
 
 
 class GatedTensorProduct(torch.nn.Module):
@@ -35,8 +41,12 @@ class GatedTensorProduct(torch.nn.Module):
         self.irreps_attr = self.tensor_product.irreps_attr
         self.irreps_out = self.gate.irreps_out
 
-    def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.tensor_product(x, attr))
+    def forward(
+        self, x: torch.Tensor, attr: torch.Tensor, product: ProductFunction | None = None
+    ) -> torch.Tensor:
+        if product is None:
+            return self.gate(self.tensor_product(x, attr))
+        return self.gate(product(self.tensor_product, x, attr))
 
     def forward_frame(
         self,
@@ -98,9 +108,17 @@ class SteerableMLP(torch.nn.Module):
         self.irreps_attr = o3.Irreps(irreps_attr)
         self.irreps_out = irreps
 
-    def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attr: torch.Tensor, product: ProductFunction | None = None
+    ) -> torch.Tensor:
+        """``product``: how each tensor product is evaluated (a backend's hook), or ``None``."""
         for layer in self.layers:
-            x = layer(x, attr)
+            if product is None:
+                x = layer(x, attr)
+            elif isinstance(layer, ConditionedTensorProduct):
+                x = product(layer, x, attr)
+            else:
+                x = layer(x, attr, product)
         return x
 
     def forward_frame(

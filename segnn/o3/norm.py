@@ -6,7 +6,7 @@ import torch
 from e3nn import o3
 from torch_geometric.utils import scatter
 
-from segnn.o3.irreps import _cat
+from segnn.o3.irreps import concatenate
 
 
 class EquivariantInstanceNorm(torch.nn.Module):
@@ -49,7 +49,9 @@ class EquivariantInstanceNorm(torch.nn.Module):
                 block = block - mean.index_select(0, batch)
             centred.append(block)
             powers.append(block.view(rows, mul, dim).pow(2).mean(-1))
-        field_power = scatter(_cat(powers, 1), batch, dim=0, dim_size=num_graphs, reduce="mean")
+        field_power = scatter(
+            concatenate(powers, 1), batch, dim=0, dim_size=num_graphs, reduce="mean"
+        )
         scale = (field_power + self.eps).rsqrt().index_select(0, batch) * self.weight
         biases = iter(self.bias.split(self._scalar_muls))
         out = []
@@ -58,4 +60,4 @@ class EquivariantInstanceNorm(torch.nn.Module):
         ):
             block = (block.view(rows, mul, dim) * block_scale.unsqueeze(-1)).view(rows, mul * dim)
             out.append(block + next(biases) if scalar else block)
-        return _cat(out, 1)
+        return concatenate(out, 1)

@@ -52,7 +52,7 @@ import torch
 from e3nn import o3
 
 from segnn.o3.edge_frame import FramePlan
-from segnn.o3.irreps import _cat
+from segnn.o3.irreps import concatenate
 
 _SMALL_BATCHED_MATMUL = 400
 """Multiply-adds per matrix product below which ``torch.bmm`` on CPUs skips BLAS (ATen)."""
@@ -157,23 +157,23 @@ class ConditionedTensorProduct(torch.nn.Module):
             self.irreps_attr.dim,
             self.irreps_out.dim,
         )
-        self._inputs = _blocks_by_type(self.irreps_in)
-        self._outputs = [
+        self.input_types = _blocks_by_type(self.irreps_in)
+        self.output_types = [
             out
             for out in _blocks_by_type(self.irreps_out)
-            if any(_attribute_slots(self.irreps_attr, i, out) for i in self._inputs)
+            if any(_attribute_slots(self.irreps_attr, i, out) for i in self.input_types)
         ]
         # _slots[i][o]: the paths from input type i to (reachable) output type o
         self._slots = [
-            [_attribute_slots(self.irreps_attr, inputs, out) for out in self._outputs]
-            for inputs in self._inputs
+            [_attribute_slots(self.irreps_attr, inputs, out) for out in self.output_types]
+            for inputs in self.input_types
         ]
         self._paths = [[len(slots) for slots in row] for row in self._slots]  # how many
         self.groups = [
             PathGroup(block_in, block_out, mul_in, mul_out, self._paths[i][o])
-            for o, out in enumerate(self._outputs)
+            for o, out in enumerate(self.output_types)
             for block_out, mul_out in zip(out.indices, out.muls)
-            for i, inputs in enumerate(self._inputs)
+            for i, inputs in enumerate(self.input_types)
             if self._paths[i][o]
             for block_in, mul_in in zip(inputs.indices, inputs.muls)
         ]
@@ -182,16 +182,16 @@ class ConditionedTensorProduct(torch.nn.Module):
         self.num_paths = sum(group.num_paths for group in self.groups)
         # per reachable output type: how many input channels (times paths) reach it
         self.fan_in = [
-            sum(sum(i.muls) * p[o] for i, p in zip(self._inputs, self._paths))
-            for o in range(len(self._outputs))
+            sum(sum(i.muls) * p[o] for i, p in zip(self.input_types, self._paths))
+            for o in range(len(self.output_types))
         ]
         standard = parameterization == "standard"
-        self._scales = [
+        self.output_scales = [
             (out.dim / (1 if standard else fan_in)) ** 0.5
-            for out, fan_in in zip(self._outputs, self.fan_in)
+            for out, fan_in in zip(self.output_types, self.fan_in)
         ]
         # output block index -> its (reachable) output type
-        self.output_type = {b: o for o, out in enumerate(self._outputs) for b in out.indices}
+        self.output_type = {b: o for o, out in enumerate(self.output_types) for b in out.indices}
         self.weights = torch.nn.ParameterList(
             torch.nn.Parameter(
                 _initial_weight(
@@ -201,25 +201,29 @@ class ConditionedTensorProduct(torch.nn.Module):
             )
             for group in self.groups
         )
-        self._couplings64 = [self._coupling(o) for o in range(len(self._outputs))]
+        self.couplings = [self._coupling(o) for o in range(len(self.output_types))]
         # per output type, the width of each input type's share of J (see _coupling)
-        self._widths = [
-            [inputs.dim * paths[o] for inputs, paths in zip(self._inputs, self._paths)]
-            for o in range(len(self._outputs))
+        self.coupling_widths = [
+            [inputs.dim * paths[o] for inputs, paths in zip(self.input_types, self._paths)]
+            for o in range(len(self.output_types))
         ]
         # PyTorch's CPU batched matmul falls back to a plain loop, several times slower than
         # BLAS, for products of fewer than 400 multiply-adds per row ([d_out, J] @ [J, W]): on
         # CPUs the coupling of a small vector output pads J with zeros up to that size
         self._cpu_padding = [
-            max(0, -(-_SMALL_BATCHED_MATMUL // (out.dim * sum(out.muls))) - sum(self._widths[o]))
+            max(
+                0,
+                -(-_SMALL_BATCHED_MATMUL // (out.dim * sum(out.muls)))
+                - sum(self.coupling_widths[o]),
+            )
             if out.dim > 1
             else 0
-            for o, out in enumerate(self._outputs)
+            for o, out in enumerate(self.output_types)
         ]
         self._in_widths = [mul * ir.dim for mul, ir in self.irreps_in]
         self._out_widths = [mul * ir.dim for mul, ir in self.irreps_out]
-        self._scalar_outputs = [o for o, out in enumerate(self._outputs) if out.dim == 1]
-        self._vector_outputs = [o for o, out in enumerate(self._outputs) if out.dim > 1]
+        self._scalar_outputs = [o for o, out in enumerate(self.output_types) if out.dim == 1]
+        self._vector_outputs = [o for o, out in enumerate(self.output_types) if out.dim > 1]
 
         scalar_index = [
             column
@@ -240,21 +244,20 @@ class ConditionedTensorProduct(torch.nn.Module):
                         fan_in = self.fan_in[self.output_type[index]]
                         bias.copy_(_initial_weight(bias.shape, fan_in))
         self._cg_cache: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
-        self.reference = None  # set by segnn.o3.reference.use_reference_tensor_products
         self._frame_plan: FramePlan | None = None  # built on the first forward_frame
 
     def _coupling(self, o: int) -> torch.Tensor:
         """``G [attr_dim, d_out * J]`` (float64) for output type ``o``: ``(a @ G)`` viewed
         ``[rows, d_out, J]`` couples the mixed features of every path reaching ``o``, with
         ``J`` ordered (input type, input component, path) as :meth:`forward` lays them out."""
-        d_out = self._outputs[o].dim
+        d_out = self.output_types[o].dim
         blocks = []
-        for inputs, slots in zip(self._inputs, self._slots):
+        for inputs, slots in zip(self.input_types, self._slots):
             block = torch.zeros(
                 self.attr_dim, d_out, inputs.dim, len(slots[o]), dtype=torch.float64
             )
             for path, (first, ir_attr) in enumerate(slots[o]):
-                cg = o3.wigner_3j(inputs.l, ir_attr.l, self._outputs[o].l, dtype=torch.float64)
+                cg = o3.wigner_3j(inputs.l, ir_attr.l, self.output_types[o].l, dtype=torch.float64)
                 block[first : first + ir_attr.dim, :, :, path] = cg.permute(1, 2, 0)
             blocks.append(block.flatten(2))
         return torch.cat(blocks, dim=2).reshape(self.attr_dim, -1)
@@ -262,7 +265,7 @@ class ConditionedTensorProduct(torch.nn.Module):
     def _coefficients(self, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
         key = (dtype, device)
         if key not in self._cg_cache:
-            couplings = [c.to(device=device, dtype=dtype) for c in self._couplings64]
+            couplings = [c.to(device=device, dtype=dtype) for c in self.couplings]
             if device.type == "cpu":
                 couplings = [
                     torch.nn.functional.pad(
@@ -270,7 +273,7 @@ class ConditionedTensorProduct(torch.nn.Module):
                     ).reshape(self.attr_dim, -1)
                     if padding
                     else c
-                    for c, out, padding in zip(couplings, self._outputs, self._cpu_padding)
+                    for c, out, padding in zip(couplings, self.output_types, self._cpu_padding)
                 ]
             self._cg_cache[key] = couplings
         return self._cg_cache[key]
@@ -278,10 +281,10 @@ class ConditionedTensorProduct(torch.nn.Module):
     def _path_weights(self, i: int, o: int) -> torch.Tensor:
         """``[U, paths, W]``: the scaled weights of every path from input type ``i`` (channels
         block after block) to output type ``o`` (channels block after block)."""
-        inputs, out, paths = self._inputs[i], self._outputs[o], self._paths[i][o]
-        weight = _cat(
+        inputs, out, paths = self.input_types[i], self.output_types[o], self._paths[i][o]
+        weight = concatenate(
             [
-                _cat(
+                concatenate(
                     [
                         self.weights[self._group_index[block_in, block_out]].view(
                             mul_in, paths, mul_out
@@ -294,7 +297,7 @@ class ConditionedTensorProduct(torch.nn.Module):
             ],
             dim=0,
         )
-        return weight * self._scales[o]
+        return weight * self.output_scales[o]
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_dim or attr.shape[-1] != self.attr_dim:
@@ -302,27 +305,25 @@ class ConditionedTensorProduct(torch.nn.Module):
                 f"tensor product {self.extra_repr()} got features of width {x.shape[-1]} "
                 f"and attributes of width {attr.shape[-1]}"
             )
-        if self.reference is not None:
-            return self.reference(x, attr)
         rows = x.shape[0]
         # split, not sliced: a slice's backward writes into a zero-filled copy of all of x
         blocks_in = x.split(self._in_widths, dim=1)
         features = [  # per input type: [rows, d_in, U]
-            _cat(
+            concatenate(
                 [
                     blocks_in[block].view(rows, mul, inputs.dim).transpose(1, 2)
                     for block, mul in zip(inputs.indices, inputs.muls)
                 ],
                 dim=2,
             ).contiguous()  # one copy when a type has one block; several matmuls read it
-            for inputs in self._inputs
+            for inputs in self.input_types
         ]
         couplings = self._coefficients(x.dtype, x.device)
         blocks: dict[int, torch.Tensor] = {}
         for o in self._scalar_outputs:
             blocks.update(self._scalar_output(o, features, attr @ couplings[o]))
         blocks.update(self._vector_outputs_weights_first(features, attr, couplings))
-        y = _cat(
+        y = concatenate(
             [
                 blocks[block] if block in blocks else x.new_zeros(rows, width)
                 for block, width in enumerate(self._out_widths)
@@ -348,7 +349,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         the rows are edge pairs and the result has ``2 * rows`` rows: both directions of each
         pair, interleaved (:mod:`segnn.o3.edge_pairs`)."""
         plan = self.frame_plan()
-        flat = _cat([weight.reshape(-1) for weight in self.weights], dim=0)
+        flat = concatenate([weight.reshape(-1) for weight in self.weights], dim=0)
         if attribute_scale != 1.0:  # the product is linear in the attribute
             flat = flat * attribute_scale
         weights = plan.effective_weights(flat)
@@ -391,14 +392,16 @@ class ConditionedTensorProduct(torch.nn.Module):
         matmul with all the paths' weights stacked, ``[rows, R] @ [R, W]``, ``W`` wide (the
         scalars and the gates). ``conditioned``: ``[rows, J]``, J ordered as :meth:`_coupling`."""
         rows, coupled, weights = conditioned.shape[0], [], []
-        for i, (feature, j) in enumerate(zip(features, conditioned.split(self._widths[o], 1))):
+        for i, (feature, j) in enumerate(
+            zip(features, conditioned.split(self.coupling_widths[o], 1))
+        ):
             paths = self._paths[i][o]
             if paths:
-                a = j.view(rows, self._inputs[i].dim, paths, 1)
+                a = j.view(rows, self.input_types[i].dim, paths, 1)
                 coupled.append((a * feature.unsqueeze(2)).sum(1).flatten(1))
                 weights.append(self._path_weights(i, o).transpose(0, 1).flatten(0, 1))
-        result = _cat(coupled, dim=1) @ _cat(weights, dim=0)  # [rows, W]
-        out = self._outputs[o]
+        result = concatenate(coupled, dim=1) @ concatenate(weights, dim=0)  # [rows, W]
+        out = self.output_types[o]
         return dict(zip(out.indices, result.split(out.muls, dim=1)))
 
     def _vector_outputs_weights_first(
@@ -410,17 +413,17 @@ class ConditionedTensorProduct(torch.nn.Module):
         (``[rows, J, W]``); then one batched matmul of ``a @ G`` (``[rows, d_out, J]``) with it."""
         rows, blocks = attr.shape[0], {}
         for o in self._vector_outputs:
-            out = self._outputs[o]
+            out = self.output_types[o]
             width = sum(out.muls)
             mixed = [
                 (feature @ self._path_weights(i, o).flatten(1)).view(rows, j_width, width)
-                for i, (feature, j_width) in enumerate(zip(features, self._widths[o]))
+                for i, (feature, j_width) in enumerate(zip(features, self.coupling_widths[o]))
                 if j_width
             ]
             padding = self._cpu_padding[o] if attr.device.type == "cpu" else 0
             if padding:  # zero rows against the coupling's zero columns (see __init__)
                 mixed.append(attr.new_zeros(rows, padding, width))
-            stacked = _cat(mixed, dim=1)
+            stacked = concatenate(mixed, dim=1)
             conditioned = (attr @ couplings[o]).view(rows, out.dim, stacked.shape[1])
             result = torch.bmm(conditioned, stacked).transpose(1, 2)  # [rows, W, d_out]
             for block, part in zip(out.indices, result.split(out.muls, dim=1)):

@@ -24,12 +24,11 @@ from ase.data import chemical_symbols
 from e3nn import o3
 from torch_geometric.data import Batch
 
-from segnn.api import DisplacementModel, EnergyModel, PropertyModel
 from segnn.config import Config, ConfigError
 from segnn.data import AtomsDataset, RadiusGraphCollate
 from segnn.data.nbody import NUM_PARTICLES, FullGraphCollate, NBody
 from segnn.data.qm9 import QM9, get_target
-from segnn.models import SEGNN
+from segnn.models import DisplacementModel, EnergyModel, PropertyModel, build_model
 from segnn.train.plots import parity_plot
 
 
@@ -82,20 +81,12 @@ class PropertyTask:
             targets = targets - train.composition() @ reference[train.elements()]
         mean = float(targets.mean())
         mad = float((targets - mean).abs().mean())
-        target_info = {
-            "name": self.target.name,
-            "unit": self.target.unit,
-            "description": self.target.description,
-            "report_unit": self.target.report_unit,
-            "report_factor": self.target.report_factor,
-        }
-        network = SEGNN(self.config.model, cutoff=self.config.data.cutoff)
-        return PropertyModel(network, mean, mad, self.config.data.cutoff, target_info, reference)
+        return build_model(self.config, mean=mean, mad=mad, atom_reference=reference)
 
     def loss(self, model: PropertyModel, batch: Batch) -> torch.Tensor:
         prediction = model.normalized(batch)
-        remainder = (batch.y[:, 0] - model.reference(batch) - model.mean) / model.mad
-        return elementwise_loss(self.config.train.loss, prediction - remainder.to(prediction.dtype))
+        target = model.normalized_targets(batch).to(prediction.dtype)
+        return elementwise_loss(self.config.train.loss, prediction - target)
 
     @torch.no_grad()
     def _predict(self, model: PropertyModel, batches: Iterable[Batch]):
@@ -198,21 +189,17 @@ class EnergyForceTask:
             counts = train.composition().sum(1)
             residual = (energies - train.composition() @ reference[train.elements()]) / counts
             scale = float(residual.std()) if len(residual) > 1 else 1.0
-        network = SEGNN(self.config.model, cutoff=self.config.data.cutoff)
-        return EnergyModel(network, self.config.data.cutoff, scale or 1.0, reference)
-
-    def _targets(self, model: EnergyModel, batch: Batch) -> torch.Tensor:
-        """Normalised energy targets ``(E - sum reference) / scale`` (float64)."""
-        return (batch.energy - model.reference(batch)) / model.scale
+        return build_model(self.config, scale=scale or 1.0, atom_reference=reference)
 
     def loss(self, model: EnergyModel, batch: Batch) -> torch.Tensor:
         train = self.config.train
         energy, forces = model.normalized(batch, forces=self.has_forces, create_graph=True)
         atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(energy.dtype)
-        target = self._targets(model, batch).to(energy.dtype)
+        target, force_target = model.normalized_targets(batch)
+        target = target.to(energy.dtype)
         loss = train.energy_weight * elementwise_loss(train.loss, (energy - target) / atoms)
         if self.has_forces:
-            force_target = (batch.forces / model.scale).to(forces.dtype)
+            force_target = force_target.to(forces.dtype)
             loss = loss + train.forces_weight * elementwise_loss(train.loss, forces - force_target)
         return loss
 
@@ -312,7 +299,7 @@ class NBodyTask:
         self.name = "nbody/charged"
 
     def build_model(self) -> DisplacementModel:
-        return DisplacementModel(SEGNN(self.config.model, cutoff=self.config.data.cutoff))
+        return build_model(self.config)
 
     def loss(self, model: DisplacementModel, batch: Batch) -> torch.Tensor:
         prediction = model(batch)

@@ -1,16 +1,20 @@
-"""The reference tensor-product path: e3nn's ``FullyConnectedTensorProduct`` on our weights.
+"""The ``e3nn`` backend, the reference: every product is e3nn's ``FullyConnectedTensorProduct``.
 
-:func:`use_reference_tensor_products` switches every :class:`ConditionedTensorProduct` of a model
-to compute through e3nn (one ``FullyConnectedTensorProduct`` per product, e3nn's own kernels),
-with the *same* parameters, so outputs and gradients can be compared with segnn's own path and
-speed-ups are always measured against it (``scripts/benchmark.py``).
+Each :class:`~segnn.o3.ConditionedTensorProduct` is evaluated by e3nn's own product (its own
+kernels) on the *same* parameters, messages per edge: what every other backend is compared
+with (``tests/test_backends.py``) and what speed-ups are measured against
+(``scripts/benchmark.py``).
 """
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from e3nn import o3
 
+from segnn.backends.base import Backend, Capabilities
+from segnn.o3.mlp import ProductFunction
 from segnn.o3.tensor_product import ConditionedTensorProduct
 
 
@@ -73,12 +77,23 @@ class ReferenceTensorProduct(torch.nn.Module):
         return y + bias
 
 
-def use_reference_tensor_products(model: torch.nn.Module, enabled: bool = True) -> torch.nn.Module:
-    """Route every :class:`ConditionedTensorProduct` in ``model`` through e3nn (``enabled``) or
-    back through segnn's own path. Returns ``model``."""
-    products = [
-        module for module in model.modules() if isinstance(module, ConditionedTensorProduct)
-    ]
-    for product in products:
-        product.reference = ReferenceTensorProduct(product) if enabled else None
-    return model
+class E3nnBackend(Backend):
+    __doc__ = __doc__
+    name = "e3nn"
+    capabilities = Capabilities(compile=False)
+
+    def __init__(self, compile: bool = False):
+        super().__init__(compile)
+        self.products: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def product_function(self) -> ProductFunction:
+        return self.evaluate
+
+    def evaluate(
+        self, product: ConditionedTensorProduct, x: torch.Tensor, attr: torch.Tensor
+    ) -> torch.Tensor:
+        """``product(x, attr)`` computed by e3nn, built on first use."""
+        reference = self.products.get(product)
+        if reference is None:
+            reference = self.products[product] = ReferenceTensorProduct(product)
+        return reference(x, attr)

@@ -1,0 +1,152 @@
+"""The seam every backend implements, and the plain backend: segnn's own products, per edge.
+
+A backend decides *how* a :class:`~segnn.models.SEGNN` computes, never *what*: every backend
+evaluates the same function of the same parameters (``tests/test_backends.py`` holds them to
+the ``e3nn`` reference). The model calls it at four points:
+
+* :meth:`Backend.frames` — once per batch, after the geometry: add what the messages need
+  (edge frames, edge pairs, sorted receivers) to the :class:`~segnn.backends.geometry.Geometry`;
+* :meth:`Backend.convolve` — per layer: gather both ends of every edge, the message MLP, the
+  sum over each atom's incoming messages → ``[N, irreps_hidden.dim]``;
+* :meth:`Backend.update` — per layer: the node update (update MLP, residual, norm), compiled
+  with ``torch.compile`` when the backend was made with ``compile=True``;
+* :meth:`Backend.apply` — the other node products (embedding, readout MLPs).
+
+A backend is not part of a model's state: checkpoints hold architecture and weights, and the
+backend is chosen when a model is built, loaded or trained (:func:`segnn.use_backend`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from segnn.backends.geometry import Geometry
+from segnn.o3 import ConditionedTensorProduct
+from segnn.o3.mlp import ProductFunction
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend supports. ``forces``: gradients with respect to positions; ``force_training``:
+    second derivatives (training on forces backpropagates through ``-dE/dx``); ``compile``:
+    its node updates may be compiled with ``torch.compile``; ``radial_weights``: messages with
+    learnt radial weights or cutoff envelopes (``model.radial: bessel``)."""
+
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
+    forces: bool = True
+    force_training: bool = True
+    compile: bool = True
+    radial_weights: bool = True
+
+    def missing(
+        self,
+        device: torch.device,
+        dtype: torch.dtype,
+        forces: bool = False,
+        force_training: bool = False,
+        radial_weights: bool = False,
+        compile: bool = False,
+    ) -> list[str]:
+        """What of the asked-for use this backend lacks, in words (empty: supported)."""
+        wanted = {
+            f"device {device.type}": device.type in self.devices,
+            f"dtype {str(dtype).removeprefix('torch.')}": dtype in self.dtypes,
+            "forces": self.forces or not forces,
+            "training on forces (second derivatives)": self.force_training or not force_training,
+            "radial weights (model.radial 'bessel')": self.radial_weights or not radial_weights,
+            "torch.compile": self.compile or not compile,
+        }
+        return [what for what, supported in wanted.items() if not supported]
+
+
+class Backend:
+    """Per-edge messages with segnn's own tensor products (the ``plain`` backend), and the
+    interface every backend implements (module docstring).
+
+    ``compile``: compile each layer's node update with ``torch.compile`` on first use (dynamic
+    in the number of atoms; 35-45 s of warm-up on a 2-core CPU, seconds once torch's disk
+    cache holds the kernels). Compiled code cannot differentiate twice.
+    """
+
+    name: ClassVar[str] = "plain"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, compile: bool = False):
+        if compile and not self.capabilities.compile:
+            raise ValueError(f"backend {self.name!r} cannot be compiled")
+        self.compile = compile
+        self.compiled_updates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def product_function(self) -> ProductFunction | None:
+        """How each tensor product is evaluated: ``None``, the product itself."""
+        return None
+
+    def frames(self, geometry: Geometry, lmax: int) -> Geometry:
+        """``geometry`` with what this backend's messages need (here: nothing)."""
+        return geometry
+
+    def convolve(self, layer, h: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        """``Σ_j m_ij`` per atom, ``[N, irreps_hidden.dim]``, for ``h [N, irreps_hidden.dim]``."""
+        source, target = geometry.edge_index
+        messages = layer.message(
+            h.index_select(0, target),
+            h.index_select(0, source),
+            geometry.edge_attr,
+            geometry.edge_scalars,
+            geometry.edge_weights,
+            self.product_function(),
+        )
+        return layer.aggregate(messages, target, dim_size=h.shape[0])
+
+    def update(
+        self, layer, h: torch.Tensor, aggregated: torch.Tensor, geometry: Geometry
+    ) -> torch.Tensor:
+        """The layer's node update of ``h`` with the summed messages, ``[N, irreps_hidden.dim]``."""
+        if self.compile:
+            node_update = self.compiled_updates.get(layer)
+            if node_update is None:
+                node_update = self.compiled_updates[layer] = compiled_node_update(layer)
+            return node_update(aggregated, h, geometry.node_attr, geometry.batch)
+        return layer.node_update(
+            aggregated, h, geometry.node_attr, geometry.batch, self.product_function()
+        )
+
+    def apply(self, module: torch.nn.Module, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        """A node product or steerable MLP ``module`` of ``x [N, in]`` conditioned on
+        ``attr [N, attr]`` → ``[N, out]``."""
+        product = self.product_function()
+        if product is None:
+            return module(x, attr)
+        if isinstance(module, ConditionedTensorProduct):
+            return product(module, x, attr)
+        return module(x, attr, product)
+
+    def __deepcopy__(self, memo) -> Backend:
+        return type(self)(compile=self.compile)  # compiled code is rebuilt for the copy
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, compile={self.compile})"
+
+
+def compiled_node_update(layer):
+    """``layer.node_update`` compiled with ``torch.compile``, the first dimension (atoms) of its
+    tensor arguments marked dynamic: batches of other sizes reuse the code. Feature widths and
+    the attribute scale stay constants of the graph (``dynamic=True`` made them symbolic too,
+    which restarted the tracing and gave generic kernels)."""
+    parameter = next(layer.parameters())
+    for module in layer.update_mlp.modules():  # caches filled outside the compiled graph
+        if isinstance(module, ConditionedTensorProduct):
+            module.prepare(parameter.dtype, parameter.device)
+    compiled = torch.compile(layer.node_update, dynamic=False)
+
+    def node_update(*tensors: torch.Tensor) -> torch.Tensor:
+        for tensor in tensors:
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        return compiled(*tensors)
+
+    return node_update
