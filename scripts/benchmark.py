@@ -26,8 +26,11 @@ longest. On CPU the profiler's own overhead inflates the many small ops a little
 
 Backends (same weights, same function; :mod:`segnn.backends`), timed in turns (A, B, C, A, B,
 C, ...): ``e3nn`` (the reference, always timed), ``plain``, ``edge_frame``, ``cpu_kernels``,
-and ``<backend>_compiled`` — that backend with its node updates compiled (its first step
-includes the compilation, reported as ``first_train_step_s``). ``--backend`` (repeatable)
+``<backend>_compiled`` — that backend with its node updates compiled (its first step
+includes the compilation, reported as ``first_train_step_s``), and ``<backend>_fullgraph`` —
+the whole loss (forward; AOTAutograd compiles the backward) compiled as one graph with
+``fullgraph=True`` on batches padded to fixed shapes (:mod:`segnn.data.padding`; atoms to a
+multiple of 64, edges of 512), with ``mode="reduce-overhead"`` (CUDA graphs) on GPUs. ``--backend`` (repeatable)
 picks which; the default is every one the task supports on the device. ``auto_backend`` names
 the variant that ``train.backend: auto`` trains a long run with.
 
@@ -51,6 +54,7 @@ import torch
 from segnn.backends import BACKENDS, make_backend
 from segnn.config import load_config
 from segnn.data.nbody import FullGraphCollate, NBody
+from segnn.data.padding import bucket, pad_batch
 from segnn.models import use_backend
 from segnn.train.tasks import make_task
 from segnn.train.trainer import make_optimizer
@@ -59,8 +63,9 @@ REFERENCE = "e3nn"
 
 
 def variants(device: torch.device, force_training: bool = False, radial: bool = False) -> dict:
-    """``{label: (backend, compile)}`` of every backend (and its compiled form, where it
-    compiles and nothing differentiates twice) that supports this use, the reference first."""
+    """``{label: (backend, compile)}`` of every backend (and its compiled forms, where it
+    compiles and nothing differentiates twice: ``compile`` True for the node updates,
+    ``"fullgraph"`` for the whole padded step) that supports this use, the reference first."""
     use = dict(device=device, dtype=torch.float32, force_training=force_training)
     use |= dict(forces=force_training, radial_weights=radial)
     found = {}
@@ -70,6 +75,8 @@ def variants(device: torch.device, force_training: bool = False, radial: bool = 
         found[name] = (name, False)
         if backend.capabilities.compile and not force_training:
             found[f"{name}_compiled"] = (name, True)
+        if backend.capabilities.fullgraph and not force_training:
+            found[f"{name}_fullgraph"] = (name, "fullgraph")
     return found
 
 
@@ -119,11 +126,18 @@ def _build(task, variant: tuple[str, bool], device: torch.device) -> torch.nn.Mo
     backend, compile = variant
     torch.manual_seed(0)
     model = task.build_model().to(device)
-    use_backend(model, backend, compile=compile)
+    use_backend(model, backend, compile=compile is True)
     return model
 
 
-def _interleaved(
+def _padded(batch):
+    """``batch`` padded to fixed-shape buckets (atoms: multiples of 64, edges: of 512)."""
+    return pad_batch(
+        batch, bucket(batch.num_nodes + 2, 64), bucket(batch.edge_index.shape[1] + 2, 512)
+    )
+
+
+def interleaved(
     functions: dict,
     repeats: int,
     warmup: int,
@@ -160,18 +174,29 @@ def _backend_calls(
     for backend, variant in backends.items():
         model = _build(task, variant, device)
         optimizer = make_optimizer(model.parameters(), lr=lr)
+        if variant[1] == "fullgraph":
+            mode = "reduce-overhead" if device.type == "cuda" else None
+            inputs = {size: _padded(batch) for size, batch in batches.items()}
+            loss_function = torch.compile(
+                functools.partial(task.loss, model), fullgraph=True, dynamic=False, mode=mode
+            )
+            network = torch.compile(model, fullgraph=True, dynamic=False, mode=mode)
+        else:
+            inputs, loss_function, network = batches, functools.partial(task.loss, model), model
 
-        def train_step(model=model, optimizer=optimizer):
+        def train_step(
+            model=model, optimizer=optimizer, loss_function=loss_function, inputs=inputs
+        ):
             model.train()
-            loss = task.loss(model, batches[train_size])
+            loss = loss_function(inputs[train_size])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
         @torch.no_grad()
-        def forward(size, model=model):
+        def forward(size, model=model, network=network, inputs=inputs):
             model.eval()
-            model(batches[size])
+            network(inputs[size])
 
         steps[backend] = train_step
         forwards[backend] = forward
@@ -190,9 +215,9 @@ def benchmark_nbody(
     calls = {b: functools.partial(forward, 100) for b, forward in forwards.items()}
     result = {"benchmark": "nbody", "overrides": list(overrides), "batch_size": 100}
     result["auto_backend"] = auto_variant(device)
-    for backend, seconds in _interleaved(calls, repeats, warmup, device).items():
+    for backend, seconds in interleaved(calls, repeats, warmup, device).items():
         result[f"{backend}_forward_ms"] = 1000 * seconds
-    for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
+    for backend, seconds in interleaved(steps, repeats, warmup, device).items():
         result[f"{backend}_train_step_ms"] = 1000 * seconds
     result["parameters"] = sum(p.numel() for p in task.build_model().parameters())
     return result
@@ -218,9 +243,9 @@ def benchmark_ethanol(
         "edges_per_batch": int(batches[size].edge_index.shape[1]),
         "auto_backend": auto_variant(device, force_training=True, radial=True),
     }
-    for backend, seconds in _interleaved(steps, repeats, warmup, device).items():
+    for backend, seconds in interleaved(steps, repeats, warmup, device).items():
         result[f"{backend}_train_step_ms"] = 1000 * seconds
-    for backend, seconds in _interleaved(calls, repeats, warmup, device).items():
+    for backend, seconds in interleaved(calls, repeats, warmup, device).items():
         result[f"{backend}_energy_and_forces_ms"] = 1000 * seconds
     for backend in list(eager)[1:]:
         for measure in ("train_step", "energy_and_forces"):
@@ -247,7 +272,7 @@ def _qm9_backends(
     """Training-step and inference throughputs of each backend variant (same weights)."""
     steps, forwards = _backend_calls(task, batches, 128, lr, device, backends)
     result, first_steps, rounds = {}, {}, {}
-    medians = _interleaved(steps, repeats, warmup, device, first_steps, rounds)
+    medians = interleaved(steps, repeats, warmup, device, first_steps, rounds)
     for backend, seconds in medians.items():
         result[f"{backend}_first_train_step_s"] = first_steps[backend]
         result[f"{backend}_train_step_ms"] = 1000 * seconds
@@ -258,7 +283,7 @@ def _qm9_backends(
             result[f"train_speedup_{backend}_over_e3nn_per_turn"] = [round(r, 3) for r in ratios]
     for size in (128, 1024):
         calls = {b: functools.partial(forward, size) for b, forward in forwards.items()}
-        for backend, seconds in _interleaved(calls, repeats, min(warmup, 1), device).items():
+        for backend, seconds in interleaved(calls, repeats, min(warmup, 1), device).items():
             result[f"{backend}_inference_molecules_per_s_batch_{size}"] = size / seconds
     return result
 

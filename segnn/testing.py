@@ -144,17 +144,19 @@ class E3Transform:
     def random(
         cls, data: Data, reflection: bool, generator: torch.Generator | None = None
     ) -> E3Transform:
-        dtype = data.pos.dtype
+        dtype, device = data.pos.dtype, data.pos.device
         batch = (
-            data.batch
+            data.batch.cpu()
             if getattr(data, "batch", None) is not None
             else torch.zeros(data.num_nodes, dtype=torch.long)
         )
         return cls(
-            rotation=random_orthogonal(reflection, dtype, generator),
-            translation=(torch.randn(3, dtype=torch.float64, generator=generator) * 3).to(dtype),
-            permutation=permutation_within_graphs(batch, generator),
-            edge_permutation=edge_permutation(data, generator),
+            rotation=random_orthogonal(reflection, dtype, generator).to(device),
+            translation=(torch.randn(3, dtype=torch.float64, generator=generator) * 3).to(
+                device=device, dtype=dtype
+            ),
+            permutation=permutation_within_graphs(batch, generator).to(device),
+            edge_permutation=edge_permutation(data, generator).to(device),
         )
 
     def apply(self, data: Data, vector_keys: Sequence[str] = ()) -> Data:
@@ -172,7 +174,7 @@ class E3Transform:
             elif out.is_edge_attr(key):
                 out[key] = value[self.edge_permutation]
         new_index_of_old = torch.empty_like(self.permutation)
-        new_index_of_old[self.permutation] = torch.arange(num_nodes)
+        new_index_of_old[self.permutation] = torch.arange(num_nodes, device=data.pos.device)
         out.edge_index = new_index_of_old[data.edge_index][:, self.edge_permutation]
         return out
 
@@ -180,7 +182,7 @@ class E3Transform:
         self, output: torch.Tensor, irreps: o3.Irreps | str, per_node: bool
     ) -> torch.Tensor:
         """What ``output`` must become: ``D(R)`` applied, rows relabelled if ``per_node``."""
-        wigner = wigner_d(irreps, self.rotation).to(output.dtype)
+        wigner = wigner_d(irreps, self.rotation.cpu()).to(device=output.device, dtype=output.dtype)
         output = output @ wigner.T
         return output[self.permutation] if per_node else output
 

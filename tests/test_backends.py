@@ -12,6 +12,8 @@ is tested by adding it to ``BACKENDS``; nothing here names one, except the refer
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -31,6 +33,7 @@ from segnn.testing import (
 )
 
 REFERENCE = "e3nn"
+DEVICE = torch.device(os.environ.get("SEGNN_TEST_DEVICE", "cpu"))  # scripts/gpu_check.sh: cuda
 # no highly symmetric molecules (CH4, C6H6, CF4): their vector features vanish by symmetry, and
 # the instance norm of ~0 vectors amplifies float32 rounding differently on each path
 MOLECULES = ("H2O", "CH3CH2OH", "CH3COOH", "HCN")
@@ -149,14 +152,12 @@ def needs(case: str) -> dict:
 
 def build(case: str, backend: str, dtype: torch.dtype, **use) -> tuple[SEGNN, Batch]:
     make_model, make_batch, *_ = CASES[case]
-    model = make_model().to(dtype)
-    missing = BACKENDS[backend].capabilities.missing(
-        torch.device("cpu"), dtype, **needs(case), **use
-    )
+    model = make_model().to(device=DEVICE, dtype=dtype)
+    missing = BACKENDS[backend].capabilities.missing(DEVICE, dtype, **needs(case), **use)
     if missing:
         pytest.skip(f"{backend} does not support {', '.join(missing)}")
     use_backend(model, backend, **use)
-    return model, make_batch(dtype)
+    return model, make_batch(dtype).to(DEVICE)
 
 
 def outputs_and_gradients(model: SEGNN, batch: Batch):

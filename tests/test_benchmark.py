@@ -61,7 +61,7 @@ def test_interleaved_timing_keeps_every_turn(benchmark):
     calls = []
     functions = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
     first, rounds = {}, {}
-    medians = benchmark._interleaved(functions, 3, 2, torch.device("cpu"), first, rounds)
+    medians = benchmark.interleaved(functions, 3, 2, torch.device("cpu"), first, rounds)
     # first call and one more warm-up each, then the turns a, b, a, b, a, b
     assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
     assert set(first) == set(medians) == {"a", "b"}

@@ -33,14 +33,17 @@ from segnn.o3.mlp import ProductFunction
 class Capabilities:
     """What a backend supports. ``forces``: gradients with respect to positions; ``force_training``:
     second derivatives (training on forces backpropagates through ``-dE/dx``); ``compile``:
-    its node updates may be compiled with ``torch.compile``; ``radial_weights``: messages with
-    learnt radial weights or cutoff envelopes (``model.radial: bessel``)."""
+    its node updates may be compiled with ``torch.compile``; ``fullgraph``: a whole training step
+    on padded batches (:mod:`segnn.data.padding`) traces into one graph
+    (``torch.compile(fullgraph=True)``, CUDA graphs); ``radial_weights``: messages with learnt
+    radial weights or cutoff envelopes (``model.radial: bessel``)."""
 
     devices: tuple[str, ...] = ("cpu", "cuda")
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
     forces: bool = True
     force_training: bool = True
     compile: bool = True
+    fullgraph: bool = True
     radial_weights: bool = True
 
     def missing(
@@ -81,6 +84,25 @@ class Backend:
             raise ValueError(f"backend {self.name!r} cannot be compiled")
         self.compile = compile
         self.compiled_updates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    uses_frames: ClassVar[bool] = False
+    """Whether the message products run in the edge frame (their frame plans are built by
+    :meth:`prepare`)."""
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        """Fill ``model``'s coefficient caches (and frame plans) for its dtype and device now,
+        eagerly: code compiled later must find them, not build them while tracing."""
+        messages = {
+            id(module)
+            for layer in model.modules()
+            if hasattr(layer, "message_mlp")
+            for module in layer.message_mlp.modules()
+        }
+        for module in model.modules():
+            if isinstance(module, ConditionedTensorProduct):
+                parameter = next(module.parameters())
+                frame = self.uses_frames and id(module) in messages
+                module.prepare(parameter.dtype, parameter.device, frame=frame)
 
     def product_function(self) -> ProductFunction | None:
         """How each tensor product is evaluated: ``None``, the product itself."""

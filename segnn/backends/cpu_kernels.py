@@ -26,7 +26,11 @@ class CpuKernelsBackend(EdgeFrameBackend):
     __doc__ = __doc__
     name = "cpu_kernels"
     capabilities = Capabilities(
-        devices=("cpu",), forces=False, force_training=False, radial_weights=False
+        devices=("cpu",),
+        forces=False,
+        force_training=False,
+        fullgraph=False,  # the C++ kernels are opaque to the tracer
+        radial_weights=False,
     )
 
     def __init__(self, compile: bool = False):

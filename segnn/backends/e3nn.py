@@ -80,7 +80,7 @@ class ReferenceTensorProduct(torch.nn.Module):
 class E3nnBackend(Backend):
     __doc__ = __doc__
     name = "e3nn"
-    capabilities = Capabilities(compile=False)
+    capabilities = Capabilities(compile=False, fullgraph=False)
 
     def __init__(self, compile: bool = False):
         super().__init__(compile)

@@ -21,6 +21,7 @@ from segnn.o3.edge_pairs import EdgePairs, edge_pairs
 class EdgeFrameBackend(Backend):
     __doc__ = __doc__
     name = "edge_frame"
+    uses_frames = True
 
     def frames(self, geometry: Geometry, lmax: int) -> Geometry:
         lmax = max(lmax, 1)

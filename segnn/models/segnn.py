@@ -87,6 +87,7 @@ class SEGNN(torch.nn.Module):
         else:
             self.irreps_hidden = balanced_irreps(config.hidden_features, config.lmax_hidden)
         self.irreps_out = o3.Irreps(config.output_irreps)
+        self.lmax_hidden = self.irreps_hidden.lmax  # an int for the forward pass (and tracing)
 
         self.irreps_in = o3.Irreps(config.input_irreps or f"{len(self.species)}x0e")
         weights = config.parameterization
@@ -143,7 +144,10 @@ class SEGNN(torch.nn.Module):
         self.backend: Backend = make_backend(DEFAULT)
 
     def species_one_hot(self, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``[N]`` atomic numbers → ``[N, len(species)]`` one-hot; unknown elements raise."""
+        """``[N]`` atomic numbers → ``[N, len(species)]`` one-hot; unknown elements raise
+        (checked eagerly only: compiled code must not wait for the device)."""
+        if torch.compiler.is_compiling():
+            return torch.nn.functional.one_hot(self.species_index[z], len(self.species)).to(dtype)
         if z.numel() and (int(z.min()) < 1 or int(z.max()) >= len(chemical_symbols)):
             raise ValueError(
                 f"atomic numbers must lie in 1..{len(chemical_symbols) - 1}, got {z.unique().tolist()}"
@@ -215,7 +219,7 @@ class SEGNN(torch.nn.Module):
             batch,
             paired=is_paired(data),
         )
-        return self.backend.frames(geometry, self.irreps_hidden.lmax)
+        return self.backend.frames(geometry, self.lmax_hidden)
 
     def forward(self, data) -> torch.Tensor:
         """``data``: PyG ``Data``/``Batch`` with ``pos``, ``edge_index`` (and ``batch``), plus
@@ -242,7 +246,8 @@ def use_backend(model: torch.nn.Module, name: str = "auto", **use) -> Backend:
     """Make every :class:`SEGNN` in ``model`` (a network or a task wrapper) compute with the
     backend ``name`` (:mod:`segnn.backends`), chosen for ``model``'s device and dtype, its
     radial weights and ``use``: ``forces``, ``force_training``, ``compile``
-    (:func:`segnn.backends.make_backend`). Call it after moving the model. Returns the backend."""
+    (:func:`segnn.backends.make_backend`). Call it after moving the model (it fills the
+    coefficient caches for the model's dtype and device). Returns the backend."""
     networks = [module for module in model.modules() if isinstance(module, SEGNN)]
     if not networks:
         raise TypeError(f"{type(model).__name__} holds no SEGNN network")
@@ -256,4 +261,5 @@ def use_backend(model: torch.nn.Module, name: str = "auto", **use) -> Backend:
     )
     for network in networks:
         network.backend = backend
+        backend.prepare(network)
     return backend

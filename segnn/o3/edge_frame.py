@@ -42,6 +42,25 @@ from e3nn import o3
 from segnn.o3.irreps import IrrepsConcat, concatenate
 
 
+def _isometry(l: int) -> torch.Tensor:
+    return (2 * l + 1) ** 0.5 * o3.wigner_3j(l - 1, 1, l, dtype=torch.float64).reshape(
+        (2 * l - 1) * 3, 2 * l + 1
+    )
+
+
+PRECOMPUTED_DEGREES = 6
+_COUPLINGS = {l: _isometry(l) for l in range(2, PRECOMPUTED_DEGREES + 1)}
+
+
+def rotation_coupling(l: int) -> torch.Tensor:
+    """``Q [(2l - 1) * 3, 2l + 1]`` (float64): the isometric Clebsch-Gordan map
+    ``l → (l - 1) ⊗ 1``. Degrees up to :data:`PRECOMPUTED_DEGREES` are computed at import, so
+    compiled code reads a constant instead of tracing e3nn's coefficient code."""
+    if l not in _COUPLINGS:
+        _COUPLINGS[l] = _isometry(l)
+    return _COUPLINGS[l]
+
+
 def edge_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     """``D^l(R_e)`` for ``l = 1 .. lmax``, each ``[E, 2l+1, 2l+1]``, with ``R_e r̂_e = ŷ``.
 
@@ -70,9 +89,7 @@ def edge_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     rotation = torch.where(lower[:, None, None], rotation * flip, rotation)
     rotations = [rotation]
     for l in range(2, lmax + 1):
-        coupling = (2 * l + 1) ** 0.5 * o3.wigner_3j(
-            l - 1, 1, l, dtype=edge_vectors.dtype, device=edge_vectors.device
-        ).reshape((2 * l - 1) * 3, 2 * l + 1)
+        coupling = rotation_coupling(l).to(dtype=edge_vectors.dtype, device=edge_vectors.device)
         previous = rotations[-1]
         product = torch.einsum("eab,ecd->eacbd", previous, rotation).reshape(
             len(rotation), (2 * l - 1) * 3, (2 * l - 1) * 3

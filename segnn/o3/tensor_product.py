@@ -210,7 +210,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         # PyTorch's CPU batched matmul falls back to a plain loop, several times slower than
         # BLAS, for products of fewer than 400 multiply-adds per row ([d_out, J] @ [J, W]): on
         # CPUs the coupling of a small vector output pads J with zeros up to that size
-        self._cpu_padding = [
+        self.cpu_padding = [
             max(
                 0,
                 -(-_SMALL_BATCHED_MATMUL // (out.dim * sum(out.muls)))
@@ -273,7 +273,7 @@ class ConditionedTensorProduct(torch.nn.Module):
                     ).reshape(self.attr_dim, -1)
                     if padding
                     else c
-                    for c, out, padding in zip(couplings, self.output_types, self._cpu_padding)
+                    for c, out, padding in zip(couplings, self.output_types, self.cpu_padding)
                 ]
             self._cg_cache[key] = couplings
         return self._cg_cache[key]
@@ -420,7 +420,7 @@ class ConditionedTensorProduct(torch.nn.Module):
                 for i, (feature, j_width) in enumerate(zip(features, self.coupling_widths[o]))
                 if j_width
             ]
-            padding = self._cpu_padding[o] if attr.device.type == "cpu" else 0
+            padding = self.cpu_padding[o] if attr.device.type == "cpu" else 0
             if padding:  # zero rows against the coupling's zero columns (see __init__)
                 mixed.append(attr.new_zeros(rows, padding, width))
             stacked = concatenate(mixed, dim=1)

@@ -23,6 +23,7 @@ import torch
 from ase.data import chemical_symbols
 from e3nn import o3
 from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
 
 from segnn.config import Config, ConfigError
 from segnn.data import AtomsDataset, RadiusGraphCollate
@@ -51,9 +52,17 @@ def fit_atom_reference(
     return reference
 
 
-def elementwise_loss(kind: str, difference: torch.Tensor) -> torch.Tensor:
-    """Mean absolute (``l1``) or squared (``mse``) error of a difference tensor."""
-    return difference.abs().mean() if kind == "l1" else difference.pow(2).mean()
+def elementwise_loss(
+    kind: str, difference: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean absolute (``l1``) or squared (``mse``) error of a difference tensor ``[R, ...]``;
+    with ``weight [R]`` (e.g. 0 for the padding graph of :mod:`segnn.data.padding`), the
+    weighted mean over the rows' elements."""
+    error = difference.abs() if kind == "l1" else difference.pow(2)
+    if weight is None:
+        return error.mean()
+    weight = weight.to(error.dtype).view(-1, *[1] * (error.dim() - 1)).expand_as(error)
+    return (error * weight).sum() / weight.sum()
 
 
 class PropertyTask:
@@ -86,7 +95,8 @@ class PropertyTask:
     def loss(self, model: PropertyModel, batch: Batch) -> torch.Tensor:
         prediction = model.normalized(batch)
         target = model.normalized_targets(batch).to(prediction.dtype)
-        return elementwise_loss(self.config.train.loss, prediction - target)
+        weight = getattr(batch, "graph_weight", None)
+        return elementwise_loss(self.config.train.loss, prediction - target, weight)
 
     @torch.no_grad()
     def _predict(self, model: PropertyModel, batches: Iterable[Batch]):
@@ -194,13 +204,18 @@ class EnergyForceTask:
     def loss(self, model: EnergyModel, batch: Batch) -> torch.Tensor:
         train = self.config.train
         energy, forces = model.normalized(batch, forces=self.has_forces, create_graph=True)
-        atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(energy.dtype)
+        ones = torch.ones_like(batch.pos[:, 0])
+        atoms = scatter(ones, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")
         target, force_target = model.normalized_targets(batch)
         target = target.to(energy.dtype)
-        loss = train.energy_weight * elementwise_loss(train.loss, (energy - target) / atoms)
+        weight = getattr(batch, "graph_weight", None)
+        error = (energy - target) / atoms.to(energy.dtype)
+        loss = train.energy_weight * elementwise_loss(train.loss, error, weight)
         if self.has_forces:
             force_target = force_target.to(forces.dtype)
-            loss = loss + train.forces_weight * elementwise_loss(train.loss, forces - force_target)
+            atom_weight = None if weight is None else weight.index_select(0, batch.batch)
+            error = forces - force_target
+            loss = loss + train.forces_weight * elementwise_loss(train.loss, error, atom_weight)
         return loss
 
     def _predict(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
@@ -303,7 +318,11 @@ class NBodyTask:
 
     def loss(self, model: DisplacementModel, batch: Batch) -> torch.Tensor:
         prediction = model(batch)
-        return elementwise_loss(self.config.train.loss, prediction - batch.y.to(prediction.dtype))
+        weight = getattr(batch, "graph_weight", None)
+        if weight is not None:  # padded batches: the padding atoms do not count
+            weight = weight.index_select(0, batch.batch)
+        difference = prediction - batch.y.to(prediction.dtype)
+        return elementwise_loss(self.config.train.loss, difference, weight)
 
     @torch.no_grad()
     def _predict(self, model: DisplacementModel, batches: Iterable[Batch]):
