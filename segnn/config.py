@@ -225,11 +225,10 @@ class TrainConfig:
     function and weights whichever runs; checkpoints do not record it."""
     compile: bool | None = None
     """Compile the layers' node updates with ``torch.compile`` where the backend allows it
-    (dynamic in the number of atoms; ~7% faster QM9 steps for 35-45 s of warm-up on a 2-core
-    CPU, a few seconds once torch's disk cache holds the kernels). ``null``: compile runs that
-    plan at least 2,000 steps without a time budget under 30 minutes, where the warm-up pays
-    off. Never for training on forces, which needs second derivatives that compiled code does
-    not give."""
+    (dynamic in the number of atoms; a cold compilation takes tens of seconds, cached on disk
+    by torch). ``null``: only for runs that plan at least 5,000 steps without a time budget
+    under 30 minutes. Never for training on forces (compiled code gives no second
+    derivatives)."""
     runs_dir: str = "runs"
     """Folder that receives the run directories."""
     run_name: str | None = None

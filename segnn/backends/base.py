@@ -72,8 +72,8 @@ class Backend:
     interface every backend implements (module docstring).
 
     ``compile``: compile each layer's node update with ``torch.compile`` on first use (dynamic
-    in the number of atoms; 35-45 s of warm-up on a 2-core CPU, seconds once torch's disk
-    cache holds the kernels). Compiled code cannot differentiate twice.
+    in the number of atoms; the first call compiles, torch caches the kernels on disk). Compiled
+    code cannot differentiate twice.
     """
 
     name: ClassVar[str] = "plain"

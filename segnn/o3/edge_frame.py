@@ -18,9 +18,8 @@ ordinary product to rounding; the weights are the same parameters.
 Features in the frame are stored by ``|m|`` (:class:`FrameLayout`): part 0 is ``[rows, K_0]``
 with the ``m = 0`` component of every channel; part ``k >= 1`` is ``[2, rows, K_k]`` with the
 ``m = -k`` and ``m = +k`` components of every channel of degree ``>= k``; channels keep the order
-of the irreps (block after block). The sign comes first because copies into ``[rows, 2, K]``
-(pieces of 2 x mul values per row) run ~3x slower on CPUs than into ``[2, rows, K]`` (rows of
-mul values with a long second loop; one-off microbenchmark at 6,000 edges). The rotations
+of the irreps (block after block). The sign comes first: copies into ``[2, rows, K]`` move
+long rows, into ``[rows, 2, K]`` short pieces (slower on CPUs). The rotations
 (:func:`frame_rotations`) list their rows in frame order (``m = 0, -1, +1, -2, +2, ...``), so a
 rotated block splits into the parts without reordering.
 
@@ -29,7 +28,7 @@ The rotation is a function of the edge direction that jumps where the direction 
 choice. Each of the two formulas is exact on an open set of directions containing its own, so
 derivatives through the rotation are those of the ordinary product too: forces ``-dE/dx`` and
 their parameter gradients (force training differentiates twice) equal the ordinary path's to
-rounding, also for bonds along ``±y`` and in the ``xz`` plane (``tests/test_edge_frame.py``).
+rounding, also for bonds along ``±y`` and in the ``xz`` plane (``tests/test_backends.py``).
 """
 
 from __future__ import annotations
@@ -108,8 +107,8 @@ def frame_rotations(edge_vectors: torch.Tensor, lmax: int) -> list[torch.Tensor]
     """:func:`edge_rotations` with the rows of each ``D^l`` in :func:`frame_order`: ``D^l x``
     then comes out grouped by ``|m|``. ``[E, 2l+1, 2l+1]`` for ``l = 2 .. lmax``; ``D^1`` has
     one extra zero row, ``[E, 4, 3]``: PyTorch's CPU batched matmul runs a plain loop instead of
-    BLAS below 400 multiply-adds per matrix product, and ``3x3 @ 3x36`` (324) ran ~3x slower
-    than ``4x3 @ 3x36`` (432; 2.8 vs 0.9 ms at 6,000 edges, one-off microbenchmark). What
+    BLAS below 400 multiply-adds per matrix product (``3x3 @ 3x36`` is 324, ``4x3 @ 3x36``
+    432). What
     :class:`FrameLayout` and :class:`FrameConcat` take."""
     framed = [
         rotation[:, frame_order(l)]

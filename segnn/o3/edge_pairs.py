@@ -22,7 +22,7 @@ inputs), and the first product of both directions is one matmul ``x @ [W | W̃]`
 ``[pairs, 2 N]`` result already is ``[2 pairs, N]``: the two directions interleaved, ``a → b``
 then ``b → a``. The rest of the message MLP and the rotation back run per directed edge in that
 order. The result equals the per-edge frame (and the ordinary product) to rounding, derivatives
-with respect to positions included (``tests/test_edge_pairs.py``).
+with respect to positions included (``tests/test_backends.py``).
 """
 
 from __future__ import annotations

@@ -16,12 +16,13 @@ pass:
 
 They compute the same numbers as the PyTorch path (to rounding; ``tests/test_frame_kernels.py``)
 but differentiate only with respect to the features, not the rotations or the edge scalars, and
-only once (force training differentiates twice; a second derivative raises), so the layer uses
-them only where positions need no gradient (no forces) and on CPU tensors (:func:`usable`).
+only once (force training differentiates twice; a second derivative raises), so the
+``cpu_kernels`` backend uses them only where positions need no gradient (no forces) and on
+CPU tensors (:func:`usable`).
 The kernels check shapes, types and index ranges before touching memory. They are compiled
 with the machine's C++ compiler on first use (~10 s, cached by PyTorch under
-``~/.cache/torch_extensions``); where that fails the layer warns once and keeps the PyTorch
-path.
+``~/.cache/torch_extensions``); where that fails a warning says so and ``auto`` picks the
+``edge_frame`` backend.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def available() -> bool:
         warnings.warn(
             f"segnn: the fused edge-frame kernels could not be built ({type(error).__name__}: "
             f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}); using "
-            "PyTorch ops instead (same results, slower). Set model.frame_kernels: false to skip.",
+            "PyTorch ops instead (same results, slower). Choose train.backend: edge_frame to skip.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -75,7 +76,7 @@ def _require_kernels() -> None:
     if not available():
         raise RuntimeError(
             "segnn: the fused frame kernels are not available here (see the warning above); "
-            "use the PyTorch ops (model.frame_kernels: false)"
+            "use the edge_frame backend (train.backend: edge_frame)"
         )
 
 

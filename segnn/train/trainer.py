@@ -22,9 +22,9 @@ from segnn.train.ema import WeightAverage
 from segnn.train.schedule import learning_rate_factor
 from segnn.train.tasks import make_task
 
-COMPILE_MIN_STEPS = 2000
-"""Planned training steps from which ``train.compile: null`` compiles: ~7% of a 0.5 s step
-saved on each pays for 35-45 s of compilation after ~1,000 steps."""
+COMPILE_MIN_STEPS = 5000
+"""Planned training steps from which ``train.compile: null`` compiles: the saving per step is
+small next to a cold compilation (docs/performance.md), so only long runs get it."""
 
 
 def select_device(name: str) -> torch.device:
@@ -143,7 +143,8 @@ class Trainer:
 
     def compiles(self) -> bool:
         """``train.compile``, or where it is ``null``, whether the run is long enough for the
-        compilation's warm-up to pay off (at least 2,000 planned steps, no budget under 30 min)."""
+        compilation's warm-up to pay off (:data:`COMPILE_MIN_STEPS` planned steps, no budget
+        under 30 min)."""
         train = self.config.train
         if train.compile is not None:
             return train.compile
