@@ -18,6 +18,7 @@ examples:
   segnn predict --checkpoint runs/qm9_homo_20261123-101500/best.pt molecule.xyz
   segnn train --config configs/ethanol_forces.yaml
   segnn data nbody
+  torchrun --nproc_per_node 2 -m segnn train --config configs/qm9.yaml   # data parallel
 """
 
 
@@ -155,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f"segnn {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from segnn.train.distributed import DistributedError
+
+        if not isinstance(error, DistributedError):
+            raise
+        print(f"segnn {args.command}: error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

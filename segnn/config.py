@@ -219,6 +219,10 @@ class TrainConfig:
     """Weight of the force error in the loss (``xyz`` data with forces)."""
     device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Precision of the weights and of the batches' features while training. ``float64`` is
+    slower but makes runs repeatable to ~1e-12 whatever the order of sums (e.g. the same run
+    on one or several processes)."""
     backend: str = "auto"
     """How the model computes (:mod:`segnn.backends`): ``auto`` (the fastest that supports the
     device and the task), ``e3nn``, ``plain``, ``edge_frame`` or ``cpu_kernels``. The same

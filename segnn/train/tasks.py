@@ -6,7 +6,9 @@ The :class:`segnn.train.Trainer` is the same for every task; a task supplies
   ``collate`` — list of items → ``Batch`` with its graph;
 * ``build_model()`` — the model wrapper, with statistics fitted on the training split;
 * ``loss(model, batch)`` — the normalised training loss of one batch;
-* ``evaluate(model, batches)`` — ``{metric: value}`` in report units (``metrics`` names them
+* ``predict(model, batches)`` — predictions and targets as tensors, ``scores(predicted)`` —
+  ``{metric: value}`` from them (the trainer gathers the ranks' predictions first), and
+  ``evaluate(model, batches)`` — both: ``{metric: value}`` in report units (``metrics`` names them
   and their units; ``selection_metric`` picks best checkpoints and early stopping);
 * ``report(model, batches, run_dir)`` — test metrics, a baseline and parity plots, and
   ``summary(results)`` — one line that says them.
@@ -53,15 +55,25 @@ def fit_atom_reference(
 
 
 def elementwise_loss(
-    kind: str, difference: torch.Tensor, weight: torch.Tensor | None = None
+    kind: str,
+    difference: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    rows: int | None = None,
 ) -> torch.Tensor:
     """Mean absolute (``l1``) or squared (``mse``) error of a difference tensor ``[R, ...]``;
     with ``weight [R]`` (e.g. 0 for the padding graph of :mod:`segnn.data.padding`), the
-    weighted mean over the rows' elements."""
+    weighted mean over the rows' elements. ``rows``: divide as if there were that many
+    (weight-1) rows, e.g. those of the global batch of which ``difference`` is one rank's share
+    (:mod:`segnn.train.distributed`): the shares' losses then add up to the global one."""
     error = difference.abs() if kind == "l1" else difference.pow(2)
+    if weight is not None:
+        weight = weight.to(error.dtype).view(-1, *[1] * (error.dim() - 1)).expand_as(error)
+    if rows is not None:
+        per_row = error[0].numel() if error.shape[0] else 1
+        total = error if weight is None else error * weight
+        return total.sum() / (rows * per_row)
     if weight is None:
         return error.mean()
-    weight = weight.to(error.dtype).view(-1, *[1] * (error.dim() - 1)).expand_as(error)
     return (error * weight).sum() / weight.sum()
 
 
@@ -96,24 +108,31 @@ class PropertyTask:
         prediction = model.normalized(batch)
         target = model.normalized_targets(batch).to(prediction.dtype)
         weight = getattr(batch, "graph_weight", None)
-        return elementwise_loss(self.config.train.loss, prediction - target, weight)
+        rows = getattr(batch, "global_graphs", None)
+        return elementwise_loss(self.config.train.loss, prediction - target, weight, rows)
 
     @torch.no_grad()
-    def _predict(self, model: PropertyModel, batches: Iterable[Batch]):
+    def predict(self, model: PropertyModel, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
+        """``{"prediction", "target"}``: ``[S]`` each (float64, CPU), in batch order."""
         predictions, targets = [], []
         for batch in batches:
             predictions.append(model(batch).double().cpu())
             targets.append(batch.y[:, 0].double().cpu())
-        return torch.cat(predictions), torch.cat(targets)
+        return {"prediction": torch.cat(predictions), "target": torch.cat(targets)}
+
+    def scores(self, predicted: dict[str, torch.Tensor]) -> dict[str, float]:
+        """``{metric: value}`` of :meth:`predict`'s output (of one split, or gathered shards)."""
+        error = (predicted["prediction"] - predicted["target"]).abs().mean()
+        return {"mae": float(error) * self.target.report_factor}
 
     def evaluate(self, model: PropertyModel, batches: Iterable[Batch]) -> dict[str, float]:
-        predictions, targets = self._predict(model, batches)
-        return {"mae": float((predictions - targets).abs().mean()) * self.target.report_factor}
+        return self.scores(self.predict(model, batches))
 
     def report(
         self, model: PropertyModel, batches: Iterable[Batch], run_dir: Path
     ) -> dict[str, Any]:
-        predictions, targets = self._predict(model, batches)
+        predicted = self.predict(model, batches)
+        predictions, targets = predicted["prediction"], predicted["target"]
         factor = self.target.report_factor
         test_mae = float((predictions - targets).abs().mean()) * factor
         train_mean = float(self.datasets["train"].targets().mean())
@@ -209,16 +228,23 @@ class EnergyForceTask:
         target, force_target = model.normalized_targets(batch)
         target = target.to(energy.dtype)
         weight = getattr(batch, "graph_weight", None)
+        graphs, atom_rows = (
+            getattr(batch, "global_graphs", None),
+            getattr(batch, "global_atoms", None),
+        )
         error = (energy - target) / atoms.to(energy.dtype)
-        loss = train.energy_weight * elementwise_loss(train.loss, error, weight)
+        loss = train.energy_weight * elementwise_loss(train.loss, error, weight, graphs)
         if self.has_forces:
             force_target = force_target.to(forces.dtype)
             atom_weight = None if weight is None else weight.index_select(0, batch.batch)
             error = forces - force_target
-            loss = loss + train.forces_weight * elementwise_loss(train.loss, error, atom_weight)
+            force_loss = elementwise_loss(train.loss, error, atom_weight, atom_rows)
+            loss = loss + train.forces_weight * force_loss
         return loss
 
-    def _predict(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
+    def predict(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
+        """Energies ``[S]`` and (with forces) forces ``[N, 3]`` predicted and referenced
+        (float64, CPU), in batch order."""
         collected: dict[str, list[torch.Tensor]] = {key: [] for key in ("energy", "energy_ref")}
         if self.has_forces:
             collected.update(forces=[], forces_ref=[])
@@ -232,7 +258,8 @@ class EnergyForceTask:
         return {key: torch.cat(values) for key, values in collected.items()}
 
     @staticmethod
-    def _maes(predicted: dict[str, torch.Tensor]) -> dict[str, float]:
+    def scores(predicted: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Energy and force MAEs (meV, meV/Å) of :meth:`predict`'s output."""
         maes = {
             "energy_mae": 1000 * float((predicted["energy"] - predicted["energy_ref"]).abs().mean())
         }
@@ -243,11 +270,11 @@ class EnergyForceTask:
         return maes
 
     def evaluate(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, float]:
-        return self._maes(self._predict(model, batches))
+        return self.scores(self.predict(model, batches))
 
     def report(self, model: EnergyModel, batches: Iterable[Batch], run_dir: Path) -> dict[str, Any]:
-        predicted = self._predict(model, batches)
-        maes = self._maes(predicted)
+        predicted = self.predict(model, batches)
+        maes = self.scores(predicted)
         # baseline: the per-element reference energies alone (the least-squares fit)
         test = self.datasets["test"]
         reference_only = test.composition() @ model.atom_reference.cpu()[test.elements()]
@@ -322,7 +349,8 @@ class NBodyTask:
         if weight is not None:  # padded batches: the padding atoms do not count
             weight = weight.index_select(0, batch.batch)
         difference = prediction - batch.y.to(prediction.dtype)
-        return elementwise_loss(self.config.train.loss, difference, weight)
+        rows = getattr(batch, "global_atoms", None)
+        return elementwise_loss(self.config.train.loss, difference, weight, rows)
 
     @torch.no_grad()
     def _predict(self, model: DisplacementModel, batches: Iterable[Batch]):
@@ -333,14 +361,26 @@ class NBodyTask:
             inputs.append(torch.stack([batch.pos, batch.vel]).double().cpu())
         return torch.cat(predictions), torch.cat(targets), torch.cat(inputs, dim=1)
 
+    def predict(
+        self, model: DisplacementModel, batches: Iterable[Batch]
+    ) -> dict[str, torch.Tensor]:
+        """``{"prediction", "target"}``: positions ``[N, 3]`` (float64, CPU), in batch order."""
+        predictions, targets, _ = self._predict(model, batches)
+        return {"prediction": predictions, "target": targets}
+
     def per_system_mse(self, model: DisplacementModel, batches: Iterable[Batch]) -> torch.Tensor:
         """``[num_systems]``: each system's squared position error, averaged over its particles
         and coordinates (float64, in batch order). Their mean is the split's MSE."""
-        predictions, targets, _ = self._predict(model, batches)
-        return (predictions - targets).pow(2).view(-1, NUM_PARTICLES * 3).mean(dim=1)
+        predicted = self.predict(model, batches)
+        error = (predicted["prediction"] - predicted["target"]).pow(2)
+        return error.view(-1, NUM_PARTICLES * 3).mean(dim=1)
+
+    def scores(self, predicted: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The MSE of :meth:`predict`'s output."""
+        return {"mse": float((predicted["prediction"] - predicted["target"]).pow(2).mean())}
 
     def evaluate(self, model: DisplacementModel, batches: Iterable[Batch]) -> dict[str, float]:
-        return {"mse": float(self.per_system_mse(model, batches).mean())}
+        return self.scores(self.predict(model, batches))
 
     def report(
         self, model: DisplacementModel, batches: Iterable[Batch], run_dir: Path

@@ -18,6 +18,8 @@ from segnn.api import model_from_checkpoint
 from segnn.checkpoint import load_checkpoint, save_checkpoint
 from segnn.config import Config, ConfigError, load_config, without_retired_keys
 from segnn.models import use_backend
+from segnn.train import distributed
+from segnn.train.distributed import Context
 from segnn.train.ema import WeightAverage
 from segnn.train.schedule import learning_rate_factor
 from segnn.train.tasks import make_task
@@ -27,10 +29,13 @@ COMPILE_MIN_STEPS = 5000
 small next to a cold compilation (docs/performance.md), so only long runs get it."""
 
 
-def select_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device."""
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA when available (the ``local_rank``-th GPU), else CPU; otherwise the named
+    device (``cuda`` on several ranks: each rank's own GPU)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -71,12 +76,40 @@ def batches(
     device: torch.device,
     order: torch.Tensor | None = None,
     skip: int = 0,
+    dtype: torch.dtype = torch.float32,
 ):
     """Batches of ``dataset`` items in ``order`` (default: as stored), ``batch_size`` at a
-    time, collated and moved to ``device``; the first ``skip`` batches left out."""
+    time, collated and moved to ``device``; the first ``skip`` batches left out. With ``dtype``
+    float64 every floating tensor is made float64 (float32 leaves them as stored: targets stay
+    float64)."""
     order = torch.arange(len(dataset)) if order is None else order
     for start in range(skip * batch_size, len(order), batch_size):
-        yield collate([dataset[int(i)] for i in order[start : start + batch_size]]).to(device)
+        batch = collate([dataset[int(i)] for i in order[start : start + batch_size]])
+        yield in_precision(batch, dtype).to(device)
+
+
+def in_precision(data, dtype: torch.dtype):
+    """``data`` (a batch or a model) with its floating tensors in float64 when ``dtype`` is
+    float64; as it is otherwise (float32 keeps float64 targets and statistics)."""
+    if dtype != torch.float64:
+        return data
+    if isinstance(data, torch.nn.Module):
+        return data.double()
+    return data.apply(lambda tensor: tensor.double() if tensor.is_floating_point() else tensor)
+
+
+class Objective(torch.nn.Module):
+    """The training loss of ``task`` on ``model`` as a module, ``forward(batch) -> loss``: what
+    ``DistributedDataParallel`` wraps, so that the whole loss (forces included) runs inside its
+    forward."""
+
+    def __init__(self, task, model: torch.nn.Module):
+        super().__init__()
+        self.task = task
+        self.model = model
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.task.loss(self.model, batch)
 
 
 class Trainer:
@@ -89,16 +122,33 @@ class Trainer:
     the middle of an epoch.
     """
 
-    def __init__(self, config: Config, run_dir: Path, resume_from: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        resume_from: dict[str, Any] | None = None,
+        context: Context | None = None,
+    ):
         self.config = config
         self.run_dir = run_dir
-        self.device = select_device(config.train.device)
+        self.context = context or Context()
+        self.device = select_device(config.train.device, self.context.local_rank)
         self.task = make_task(config)
         self.datasets = self.task.datasets
         self.collate = self.task.collate
         torch.manual_seed(config.seed)
-        self.model = self.task.build_model().to(self.device)
+        self.dtype = getattr(torch, config.train.dtype)
+        self.model = in_precision(self.task.build_model(), self.dtype).to(self.device)
         self.backend = self.use_backend(self.model)
+        self.objective: torch.nn.Module = Objective(self.task, self.model)
+        if self.context.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.objective = DistributedDataParallel(
+                self.objective,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,  # e.g. outputs no path reaches
+            )
         self.optimizer = make_optimizer(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
         )
@@ -157,14 +207,37 @@ class Trainer:
         return torch.randperm(len(self.datasets["train"]), generator=generator)
 
     def _batches(self, split: str, order: torch.Tensor | None = None, skip: int = 0):
-        return batches(
-            self.datasets[split],
-            self.collate,
-            self.config.train.batch_size,
-            self.device,
-            order,
-            skip,
-        )
+        """Batches of ``split`` in ``order``; on several ranks each rank's share of every batch,
+        which knows the global batch's numbers of graphs and atoms (for the loss)."""
+        if not self.context.distributed:
+            return batches(
+                self.datasets[split],
+                self.collate,
+                self.config.train.batch_size,
+                self.device,
+                order,
+                skip,
+                self.dtype,
+            )
+        return self._shared_batches(split, order, skip)
+
+    def _shared_batches(self, split: str, order: torch.Tensor | None, skip: int):
+        dataset, size = self.datasets[split], self.config.train.batch_size
+        order = torch.arange(len(dataset)) if order is None else order
+        for start in range(skip * size, len(order), size):
+            items = [dataset[int(i)] for i in order[start : start + size]]
+            batch = self.collate(list(distributed.shard(items, self.context)))
+            batch = in_precision(batch, self.dtype).to(self.device)
+            batch.global_graphs = len(items)
+            batch.global_atoms = sum(item.num_nodes for item in items)
+            yield batch
+
+    def _split_batches(self, split: str):
+        """This rank's contiguous share of ``split`` (all of it in one process), for evaluation."""
+        dataset = self.datasets[split]
+        order = torch.as_tensor(distributed.shard(range(len(dataset)), self.context))
+        size = self.config.train.batch_size
+        return batches(dataset, self.collate, size, self.device, order, dtype=self.dtype)
 
     # ---------------------------------------------------------------------------- evaluation
     def evaluated_weights(self) -> contextlib.AbstractContextManager:
@@ -178,9 +251,9 @@ class Trainer:
         """``{metric: value}`` on ``split`` in the task's report units (e.g. meV)."""
         self.model.eval()
         with self.evaluated_weights():
-            metrics = self.task.evaluate(self.model, self._batches(split))
+            predicted = self.task.predict(self.model, self._split_batches(split))
         self.model.train()
-        return metrics
+        return self.task.scores(distributed.gather(predicted, self.context))
 
     # ------------------------------------------------------------------------- checkpointing
     def _payload(self) -> dict[str, Any]:
@@ -204,6 +277,8 @@ class Trainer:
         }
 
     def _log_metrics(self, row: dict[str, Any]) -> None:
+        if not self.context.main:
+            return
         path = self.run_dir / "metrics.csv"
         new = not path.exists()
         with open(path, "a", newline="") as handle:
@@ -211,6 +286,14 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+    def _elapsed(self, started: float) -> float:
+        """Seconds since ``started`` by rank 0's clock (every rank takes the same decisions)."""
+        return distributed.broadcast_seconds(time.monotonic() - started, self.context)
+
+    def _print(self, message: str) -> None:
+        if self.context.main:
+            tqdm.write(message)
 
     # ---------------------------------------------------------------------------- training
     def fit(self, stop_after_epochs: int | None = None) -> None:
@@ -231,31 +314,32 @@ class Trainer:
                 initial=self.state["batch_in_epoch"],
                 desc=f"epoch {epoch + 1}/{train.epochs}",
                 leave=False,
+                disable=not self.context.main,
             )
             out_of_time = False
             for batch in progress:
+                elapsed = self._elapsed(started)
                 factor = learning_rate_factor(
-                    train,
-                    epoch + self.state["batch_in_epoch"] / steps_per_epoch,
-                    time.monotonic() - started,
+                    train, epoch + self.state["batch_in_epoch"] / steps_per_epoch, elapsed
                 )
                 for group in self.optimizer.param_groups:
                     group["lr"] = train.lr * factor
-                loss = self.task.loss(self.model, batch)
+                loss = self.objective(batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # each rank's loss is its share of the global batch's; DDP averages gradients
+                (loss * self.context.world_size).backward()
                 if train.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
                 self.optimizer.step()
                 if self.weight_average is not None:
                     self.weight_average.update()
-                losses.append(loss.item())
+                losses.append(distributed.total(loss.item(), self.context))
                 self.state["batch_in_epoch"] += 1
                 self.state["global_step"] += 1
                 progress.set_postfix(loss=f"{losses[-1]:.4f}")
                 if (
                     train.max_minutes is not None
-                    and time.monotonic() - started > 60 * train.max_minutes
+                    and self._elapsed(started) > 60 * train.max_minutes
                 ):
                     out_of_time = True
                     break
@@ -266,13 +350,15 @@ class Trainer:
             self._end_of_epoch(epoch, losses, time.monotonic() - started)
             epochs_this_call += 1
             if out_of_time:
-                print(f"time budget of {train.max_minutes} min reached after {epoch + 1} epoch(s)")
+                self._print(
+                    f"time budget of {train.max_minutes} min reached after {epoch + 1} epoch(s)"
+                )
                 self.state["finished"] = True
             if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                 break
         if self.state["epoch"] >= train.epochs:
             self.state["finished"] = True
-        save_checkpoint(self.run_dir / "last.pt", self._payload())
+        self._save("last.pt")
 
     def _end_of_epoch(self, epoch: int, losses: list[float], elapsed: float) -> None:
         train = self.config.train
@@ -287,7 +373,7 @@ class Trainer:
             self.state["evaluations_without_improvement"] += 1
         patience = train.early_stopping_patience
         if patience is not None and self.state["evaluations_without_improvement"] >= patience:
-            print(
+            self._print(
                 f"early stopping: no better validation {self.task.selection_metric} for {patience} epochs"
             )
             self.state["finished"] = True
@@ -303,27 +389,42 @@ class Trainer:
         described = ", ".join(
             f"val {name} {value:.4g} {self.task.metrics[name]}" for name, value in metrics.items()
         )
-        tqdm.write(
+        self._print(
             f"epoch {epoch + 1}: train loss {row['train_loss']}, {described}"
             f"{' (best)' if improved else ''}, {elapsed:.0f} s"
         )
         if improved:
-            save_checkpoint(self.run_dir / "best.pt", self._payload())
-        save_checkpoint(self.run_dir / "last.pt", self._payload())
+            self._save("best.pt")
+        self._save("last.pt")
+
+    def _save(self, name: str) -> None:
+        """Write checkpoint ``name`` (rank 0 only; the others wait for it)."""
+        if self.context.main:
+            save_checkpoint(self.run_dir / name, self._payload())
+        distributed.barrier(self.context)
 
     def test(self) -> dict[str, Any]:
-        """Evaluate the best checkpoint on the test split; write ``results.json`` and plots."""
+        """Evaluate the best checkpoint on the whole test split; write ``results.json`` and
+        plots (rank 0 alone: call it there)."""
         from segnn.train.plots import learning_curves
 
         best = self.run_dir / "best.pt"
+        test = batches(
+            self.datasets["test"],
+            self.collate,
+            self.config.train.batch_size,
+            self.device,
+            dtype=self.dtype,
+        )
         if best.exists():
-            model = model_from_checkpoint(load_checkpoint(best)).to(self.device).eval()
+            model = model_from_checkpoint(load_checkpoint(best))
+            model = in_precision(model, self.dtype).to(self.device).eval()
             self.use_backend(model, training=False)
-            results = self.task.report(model, self._batches("test"), self.run_dir)
+            results = self.task.report(model, test, self.run_dir)
         else:
             model = self.model.eval()
             with self.evaluated_weights():
-                results = self.task.report(model, self._batches("test"), self.run_dir)
+                results = self.task.report(model, test, self.run_dir)
         results.update(
             {
                 f"best_val_{self.task.selection_metric}": self.state["best_val"],
@@ -349,37 +450,62 @@ def train_from_config(
     resume_dir: str | Path | None = None,
     stop_after_epochs: int | None = None,
 ) -> dict[str, Any] | None:
-    """Train a new run from ``config`` or resume the run in ``resume_dir``.
+    """Train a new run from ``config`` or resume the run in ``resume_dir``; under ``torchrun``
+    every rank calls it and they train together (:mod:`segnn.train.distributed`).
 
     Returns the test results once training has finished (``None`` if ``stop_after_epochs``
-    interrupted it first; resume later with ``resume_dir``).
+    interrupted it first, and on ranks other than 0; resume later with ``resume_dir``).
     """
     if resume_dir is not None:
-        run_dir = Path(resume_dir)
-        payload = load_checkpoint(run_dir / "last.pt")
+        payload = load_checkpoint(Path(resume_dir) / "last.pt")
         config = load_config(without_retired_keys(payload["config"]))
-        trainer = Trainer(config, run_dir, resume_from=payload)
-        print(
-            f"resuming {run_dir} at epoch {trainer.state['epoch'] + 1}, step {trainer.state['global_step']}"
+    elif config is None:
+        raise ValueError("give a config or a run directory to resume")
+    use_cuda = select_device(config.train.device).type == "cuda"
+    context = distributed.start(use_cuda)
+    say = print if context.main else (lambda *_: None)
+    try:
+        if resume_dir is not None:
+            run_dir = Path(resume_dir)
+            trainer = Trainer(config, run_dir, resume_from=payload, context=context)
+            say(
+                f"resuming {run_dir} at epoch {trainer.state['epoch'] + 1}, "
+                f"step {trainer.state['global_step']}"
+            )
+        else:
+            run_dir = None
+            if context.main:
+                run_dir = new_run_dir(config)
+                run_dir.mkdir(parents=True)
+                (run_dir / "config.yaml").write_text(
+                    yaml.safe_dump(config.to_dict(), sort_keys=False)
+                )
+            run_dir = distributed.broadcast(run_dir, context)
+            trainer = Trainer(config, run_dir, context=context)
+            say(f"run directory: {run_dir}")
+        ranks = f" x {context.world_size} processes" if context.distributed else ""
+        say(
+            f"training {trainer.task.name} on {trainer.device}{ranks}: "
+            f"{len(trainer.datasets['train'])} train / {len(trainer.datasets['val'])} val / "
+            f"{len(trainer.datasets['test'])} test structures, "
+            f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters"
         )
-    else:
-        if config is None:
-            raise ValueError("give a config or a run directory to resume")
-        run_dir = new_run_dir(config)
-        run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        trainer = Trainer(config, run_dir)
-        print(f"run directory: {run_dir}")
-    print(
-        f"training {trainer.task.name} on {trainer.device}: "
-        f"{len(trainer.datasets['train'])} train / {len(trainer.datasets['val'])} val / "
-        f"{len(trainer.datasets['test'])} test structures, "
-        f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters"
-    )
-    trainer.fit(stop_after_epochs=stop_after_epochs)
-    if not trainer.state["finished"]:
-        print(f"stopped; continue with: segnn train --resume {run_dir}")
-        return None
-    results = trainer.test()
-    print(trainer.task.summary(results))
-    return results
+        try:
+            trainer.fit(stop_after_epochs=stop_after_epochs)
+        except RuntimeError as error:
+            if not context.distributed:
+                raise
+            raise distributed.DistributedError(
+                f"rank {context.rank} of {context.world_size} lost the other processes (one "
+                f"stopped, or a step took longer than ${distributed.TIMEOUT_ENV}): {error}"
+            ) from error
+        if not trainer.state["finished"]:
+            say(f"stopped; continue with: segnn train --resume {run_dir}")
+            return None
+        results = trainer.test() if context.main else None
+        if results is not None:
+            say(trainer.task.summary(results))
+        distributed.barrier(context)
+        return results
+    finally:
+        distributed.stop()

@@ -1,0 +1,7 @@
+"""``python -m segnn``: the command line (what ``torchrun -m segnn train ...`` starts)."""
+
+import sys
+
+from segnn.cli import main
+
+sys.exit(main())
