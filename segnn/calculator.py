@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 import torch
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from segnn.api import load_model
 from segnn.models import SEGNN, EnergyModel, use_backend
@@ -20,12 +20,15 @@ class SEGNNCalculator(Calculator):
     --config configs/ethanol_forces.yaml``). ``device``: ``None`` picks CUDA when available.
     ``backend``: how the model computes (:mod:`segnn.backends`; ``auto``: the fastest that gives
     forces on the device). ``dtype``: the network's precision; float64 (default) for molecular dynamics and
-    finite-difference checks. The radius graph is rebuilt at every call, so atoms may move freely
-    in and out of the cutoff. Works with ``ase.optimize`` and ``ase.md``; periodic cells are not
-    supported.
+    finite-difference checks. The neighbour list is rebuilt at every call, so atoms may move freely
+    in and out of the cutoff. Periodic cells (``atoms.pbc``) use every image within the cutoff;
+    fully periodic cells also get the ``stress`` (ASE's Voigt order ``xx, yy, zz, yz, xz, xy``,
+    eV/Å³, ``(1/V) dE/dε`` by autograd), for NPT dynamics and cell relaxation; partially
+    periodic ones (slabs, wires) have no volume to divide by and no stress. Works with
+    ``ase.optimize`` and ``ase.md``.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(
         self,
@@ -60,11 +63,20 @@ class SEGNNCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
+        properties = properties or ["energy"]
+        stress = "stress" in properties
+        if stress and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                "stress needs a cell periodic in all three directions (atoms.pbc)"
+            )
         (batch,) = self.model.batches([self.atoms], batch_size=1)
-        output = self.model(batch, forces=True)
+        output = self.model(batch, forces=True, stress=stress)
         energy = float(output["energy"][0])
         self.results = {
             "energy": energy,
             "free_energy": energy,
             "forces": output["forces"].double().cpu().numpy(),
         }
+        if stress:
+            sigma = output["stress"][0].double().cpu().numpy()
+            self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]

@@ -164,7 +164,7 @@ def test_calculator_float32_is_close_to_float64():
         (Atoms("CN", positions=[[0, 0, 0], [1.2, 0, 0]]), "N not known"),
         (Atoms("CH", positions=[[0, 0, 0], [np.nan, 0, 0]]), "non-finite"),
         (Atoms(), "no atoms"),
-        (Atoms("CH", positions=[[0, 0, 0], [1.1, 0, 0]], cell=[5, 5, 5], pbc=True), "periodic"),
+        (Atoms("CH", positions=[[0, 0, 0], [1.1, 0, 0]], cell=[5, 0, 5], pbc=True), "no volume"),
     ],
 )
 def test_calculator_rejects_bad_structures_clearly(atoms, message):

@@ -11,16 +11,20 @@ from ase.io import read
 from torch_geometric.data import Data
 
 from segnn.data.graph import mark_paired, radius_graph
+from segnn.data.neighbours import check_cell, neighbour_list
 
 
 def atoms_to_graph(atoms: Atoms, cutoff: float | None, dtype: torch.dtype | None = None) -> Data:
-    """A molecule as a radius graph.
+    """A molecule or a periodic cell as a graph of the atoms closer than ``cutoff``.
 
     Returns ``Data`` with ``pos [N, 3]`` (Å, ``dtype`` or torch's default), ``z [N]`` (atomic
     numbers, long) and ``edge_index [2, E]`` (source, target) joining atoms closer than
     ``cutoff`` Å (left out when ``cutoff`` is ``None``: batches get theirs from
-    :class:`segnn.data.RadiusGraphCollate`). Raises ``ValueError`` for empty structures, unknown
-    elements, non-finite positions and periodic cells (not supported).
+    :class:`segnn.data.RadiusGraphCollate`). Structures with ``atoms.pbc`` set also carry
+    ``cell [1, 3, 3]`` (rows: cell vectors, Å), ``pbc [1, 3]`` and, with the edges, each edge's
+    image shift ``edge_shift [E, 3]`` (:mod:`segnn.data.neighbours`). Raises ``ValueError`` for
+    empty structures, unknown elements, non-finite positions or cells, and cells without volume
+    along a periodic direction.
     """
     if not isinstance(atoms, Atoms):
         raise TypeError(f"expected ase.Atoms, got {type(atoms).__name__}")
@@ -35,12 +39,21 @@ def atoms_to_graph(atoms: Atoms, cutoff: float | None, dtype: torch.dtype | None
     if not np.isfinite(positions).all():
         bad = np.flatnonzero(~np.isfinite(positions).all(axis=1)).tolist()
         raise ValueError(f"non-finite (NaN or inf) coordinates for atom(s) {bad}")
-    if atoms.pbc.any():
-        raise ValueError(
-            "periodic structures are not supported (atoms.pbc is set); segnn models molecules"
-        )
     pos = torch.as_tensor(positions, dtype=dtype or torch.get_default_dtype())
     z = torch.as_tensor(numbers, dtype=torch.long)
+    if atoms.pbc.any():
+        cell = np.asarray(atoms.get_cell(), dtype=np.float64)
+        check_cell(cell, atoms.pbc)
+        data = Data(
+            pos=pos,
+            z=z,
+            cell=torch.as_tensor(cell, dtype=pos.dtype).unsqueeze(0),
+            pbc=torch.as_tensor(atoms.pbc, dtype=torch.bool).unsqueeze(0),
+        )
+        if cutoff is None:
+            return data
+        data.edge_index, data.edge_shift = neighbour_list(pos, cutoff, cell, atoms.pbc)
+        return mark_paired(data)
     if cutoff is None:
         return Data(pos=pos, z=z)
     return mark_paired(Data(pos=pos, z=z, edge_index=radius_graph(pos, cutoff)))

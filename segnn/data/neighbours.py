@@ -73,3 +73,20 @@ def neighbour_list(
     )
     forward = torch.as_tensor(shifts[order], dtype=positions.dtype, device=device)
     return edge_index, torch.cat([forward, -forward])
+
+
+def batched_neighbour_list(batch, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(edge_index, edge_shift)`` of a PyG batch of structures with ``cell [G, 3, 3]`` and
+    ``pbc [G, 3]`` (all-False rows for molecules), one :func:`neighbour_list` per structure,
+    assembled in the paired layout over the whole batch."""
+    forward, reverse, forward_shifts, reverse_shifts = [], [], [], []
+    starts = batch.ptr.tolist()
+    cells, pbcs = batch.cell.detach().cpu().double().numpy(), batch.pbc.cpu().numpy()
+    for graph, (start, stop) in enumerate(zip(starts[:-1], starts[1:])):
+        edges, shifts = neighbour_list(batch.pos[start:stop], cutoff, cells[graph], pbcs[graph])
+        half = edges.shape[1] // 2
+        forward.append(edges[:, :half] + start)
+        reverse.append(edges[:, half:] + start)
+        forward_shifts.append(shifts[:half])
+        reverse_shifts.append(shifts[half:])
+    return torch.cat(forward + reverse, dim=1), torch.cat(forward_shifts + reverse_shifts)

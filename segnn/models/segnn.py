@@ -189,6 +189,10 @@ class SEGNN(torch.nn.Module):
         # index_select, not pos[index]: the backward (forces) is an index_add, not an
         # accumulating index_put
         edge_vectors = pos.index_select(0, edge_index[0]) - pos.index_select(0, edge_index[1])
+        shift = getattr(data, "edge_shift", None)
+        if shift is not None:  # periodic images: x_j - x_i + S cell
+            cells = data.cell.to(pos.dtype).index_select(0, batch.index_select(0, edge_index[1]))
+            edge_vectors = edge_vectors + torch.einsum("ek,ekc->ec", shift.to(pos.dtype), cells)
         edge_attr = self.attributes.edge_attributes(edge_vectors)
         if self.radial is None:
             edge_scalars, edge_weights = edge_vectors.pow(2).sum(-1, keepdim=True), None
@@ -224,7 +228,9 @@ class SEGNN(torch.nn.Module):
     def forward(self, data) -> torch.Tensor:
         """``data``: PyG ``Data``/``Batch`` with ``pos``, ``edge_index`` (and ``batch``), plus
         ``z`` (atomic numbers) or ``x`` (``model.input_irreps``), ``vel`` with
-        ``model.velocity_attribute``, ``charge [N, 1]`` with ``model.charge_product``."""
+        ``model.velocity_attribute``, ``charge [N, 1]`` with ``model.charge_product``; periodic
+        structures add ``cell [G, 3, 3]`` and ``edge_shift [E, 3]``
+        (:mod:`segnn.data.neighbours`)."""
         geometry = self.geometry(data)
         backend, node_attr = self.backend, geometry.node_attr
         h = backend.apply(self.embedding, self.node_inputs(data, data.pos.dtype), node_attr)

@@ -184,15 +184,32 @@ class EnergyModel(AtomisticModel):
         """``(energy [num_graphs], forces [N, 3] or None)`` in units of ``scale``, without the
         references, in the network's dtype. ``create_graph`` keeps the force graph for training
         on forces (double backward)."""
+        energy, force, _ = self.energy_forces_virial(batch, forces, False, create_graph)
+        return energy, force
+
+    def energy_forces_virial(
+        self, batch: Batch, forces: bool = True, virial: bool = False, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(energy [G], forces [N, 3], virial [G, 3, 3])`` in units of ``scale`` (``None``
+        where not asked for). The virial ``-dE/dε`` comes from a symmetric strain ``ε`` applied
+        to positions and cells (periodic batches, ``cell [G, 3, 3]``), as NequIP and MACE do."""
         data = copy.copy(batch)
-        if forces:
-            data.pos = batch.pos.detach().requires_grad_(True)
-        with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
+        pos = batch.pos.detach().requires_grad_(forces)
+        inputs = [pos] if forces else []
+        if virial:
+            strain = torch.zeros_like(batch.cell, dtype=pos.dtype).requires_grad_(True)
+            symmetric = 0.5 * (strain + strain.transpose(1, 2))
+            pos = pos + torch.einsum("nc,ncd->nd", pos, symmetric.index_select(0, batch.batch))
+            data.cell = batch.cell.to(pos.dtype) + batch.cell.to(pos.dtype) @ symmetric
+            inputs.append(strain)
+        data.pos = pos
+        with torch.set_grad_enabled(bool(inputs) or torch.is_grad_enabled()):
             energy = self.network(data)[:, 0]
-            if not forces:
-                return energy, None
-            (gradient,) = torch.autograd.grad(energy.sum(), data.pos, create_graph=create_graph)
-        return energy, -gradient
+            if not inputs:
+                return energy, None, None
+            gradients = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+        force = -gradients[0] if forces else None
+        return energy, force, -gradients[-1] if virial else None
 
     def normalized_targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The batch's ``energy [num_graphs]`` and ``forces [N, 3]`` (``None`` without forces)
@@ -201,14 +218,21 @@ class EnergyModel(AtomisticModel):
         forces = getattr(batch, "forces", None)
         return energy, None if forces is None else forces.double() / self.scale
 
-    def forward(self, batch: Batch, forces: bool = True) -> dict[str, torch.Tensor]:
-        """``{"energy": [num_graphs] eV, "forces": [N, 3] eV/Å}``, detached (for evaluation;
-        training uses :meth:`normalized`). Energies are float64, forces in the network's dtype;
-        ``forces=False`` leaves the forces out."""
-        energy, force = self.normalized(batch, forces)
+    def forward(
+        self, batch: Batch, forces: bool = True, stress: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """``{"energy": [num_graphs] eV, "forces": [N, 3] eV/Å, "stress": [G, 3, 3] eV/Å³}``,
+        detached (for evaluation; training uses :meth:`normalized`). Energies are float64,
+        forces and stress in the network's dtype; ``forces=False`` leaves the forces out;
+        ``stress`` (periodic batches) is ``(1/V) dE/dε`` with ``V`` the cell volume."""
+        energy, force, virial = self.energy_forces_virial(batch, forces, stress)
         result = {"energy": (self.reference(batch) + self.scale * energy.double()).detach()}
         if force is not None:
             result["forces"] = (self.scale.to(force.dtype) * force).detach()
+        if virial is not None:
+            volume = torch.linalg.det(batch.cell.to(virial.dtype)).abs()
+            stress_tensor = -virial * self.scale.to(virial.dtype) / volume[:, None, None]
+            result["stress"] = stress_tensor.detach()
         return result
 
     def predicted_values(self, batch: Batch) -> torch.Tensor:
