@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import platform
 import resource
 import statistics
@@ -49,6 +50,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from segnn.backends import BACKENDS, make_backend
@@ -223,6 +225,74 @@ def benchmark_nbody(
     return result
 
 
+def water_box(molecules: int, seed: int = 0):
+    """A periodic box of ``molecules`` randomly oriented water molecules on a cubic grid at
+    liquid density (0.0334 molecules/Å³, 0.1 atoms/Å³)."""
+    from ase import Atoms
+    from ase.build import molecule
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    per_side = math.ceil(molecules ** (1 / 3))
+    side = (molecules / 0.0334) ** (1 / 3)
+    spacing = side / per_side
+    water = molecule("H2O").positions
+    points = np.stack(np.meshgrid(*[np.arange(per_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    chosen = points[rng.permutation(len(points))[:molecules]] * spacing
+    rotations = Rotation.random(molecules, random_state=seed).as_matrix()
+    positions = (rotations @ water.T).transpose(0, 2, 1) + chosen[:, None, :]
+    return Atoms("OH2" * molecules, positions=positions.reshape(-1, 3), cell=[side] * 3, pbc=True)
+
+
+def benchmark_scale(
+    device: torch.device, repeats: int, warmup: int, overrides: list[str] = (), backends=None
+) -> dict:
+    """Energy + forces of periodic water boxes with ``configs/ethanol_forces.yaml``'s model
+    (untrained weights: speed only; float32): neighbour-list time, call time, time per atom
+    and the process's peak memory after each size (sizes from ``--atoms``)."""
+    from segnn.data.neighbours import neighbour_list
+    from segnn.models import build_model
+
+    config = load_config("configs/ethanol_forces.yaml", list(overrides))
+    torch.manual_seed(0)
+    model = build_model(config).to(device).eval()
+    backend = use_backend(model, (backends or ["auto"])[-1], forces=True)
+    result = {"benchmark": "scale", "overrides": list(overrides), "backend": backend.name}
+    for atoms_wanted in SCALE_ATOMS:
+        atoms = water_box(atoms_wanted // 3)
+        size = len(atoms)
+        positions = torch.as_tensor(atoms.positions)
+        cell = np.asarray(atoms.cell)
+        started = time.perf_counter()
+        edges, _ = neighbour_list(positions, config.data.cutoff, cell, atoms.pbc)
+        result[f"atoms_{size}_neighbour_list_s"] = time.perf_counter() - started
+        result[f"atoms_{size}_edges"] = int(edges.shape[1])
+        times = []
+        for _ in range(max(repeats, 1)):
+            started = time.perf_counter()
+            (batch,) = model.batches([atoms], batch_size=1)
+            output = model(batch, forces=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
+            del output, batch
+        seconds = statistics.median(times)
+        result[f"atoms_{size}_energy_forces_s"] = seconds
+        result[f"atoms_{size}_us_per_atom"] = 1e6 * seconds / size
+        result[f"atoms_{size}_neighbour_list_share"] = (
+            result[f"atoms_{size}_neighbour_list_s"] / seconds
+        )
+        if device.type == "cuda":
+            result[f"atoms_{size}_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            result[f"atoms_{size}_peak_resident_memory_mb"] = peak
+    return result
+
+
+SCALE_ATOMS = [3000, 30000]
+
+
 def benchmark_ethanol(
     device: torch.device, repeats: int, warmup: int, overrides: list[str] = (), backends=None
 ) -> dict:
@@ -390,7 +460,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "which", choices=["nbody", "qm9", "ethanol", "profile"], help="what to benchmark"
+        "which",
+        choices=["nbody", "qm9", "ethanol", "profile", "scale"],
+        help="what to benchmark",
+    )
+    parser.add_argument(
+        "--atoms",
+        type=int,
+        nargs="+",
+        default=None,
+        help="for scale: box sizes in atoms (default 3000 30000)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -428,7 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         "qm9": benchmark_qm9,
         "ethanol": benchmark_ethanol,
         "profile": profile_qm9,
+        "scale": benchmark_scale,
     }
+    if args.atoms:
+        SCALE_ATOMS[:] = args.atoms
     result = benchmarks[args.which](
         device, args.repeats, args.warmup, args.overrides, args.backends
     )

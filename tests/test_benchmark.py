@@ -89,3 +89,16 @@ def test_qm9_benchmark_reports_every_backend_and_turn(benchmark, tmp_path):
         if backend != "e3nn":
             turns = result[f"train_speedup_{backend}_over_e3nn_per_turn"]
             assert len(turns) == 2 and all(ratio > 0 for ratio in turns)
+
+
+def test_scale_benchmark_times_periodic_boxes(benchmark, tmp_path):
+    output = tmp_path / "scale.json"
+    tiny = ["--set", "model.hidden_features=8", "--set", "model.num_layers=1"]
+    arguments = ["scale", "--atoms", "60", "90", "--repeats", "1", "--output", str(output)]
+    assert benchmark.main(arguments + tiny) == 0
+    result = json.loads(output.read_text())
+    for atoms in (60, 90):
+        assert result[f"atoms_{atoms}_edges"] > 0 and result[f"atoms_{atoms}_energy_forces_s"] > 0
+        assert 0 < result[f"atoms_{atoms}_neighbour_list_share"] < 1
+    box = benchmark.water_box(20)
+    assert len(box) == 60 and box.get_volume() == pytest.approx(20 / 0.0334)
