@@ -68,7 +68,7 @@ def make_backend(
     if name == "auto":
         for candidate in PREFERENCE.get(device.type, (DEFAULT,)):
             backend = BACKENDS[candidate]
-            if not backend.capabilities.missing(**need) and _usable(backend):
+            if not backend.capabilities.missing(**need) and backend.runs_here():
                 return backend(compile=compile and backend.capabilities.compile)
         raise ValueError(f"no backend supports {device.type} with {dtype}")
     if name not in BACKENDS:
@@ -78,15 +78,6 @@ def make_backend(
     if missing:
         raise ValueError(f"backend {name!r} does not support {', '.join(missing)}")
     return backend(compile=compile)
-
-
-def _usable(backend: type[Backend]) -> bool:
-    """Whether the backend can run on this machine (the CPU kernels need a C++ compiler)."""
-    if backend is CpuKernelsBackend:
-        from segnn.o3.frame_kernels import available
-
-        return available()
-    return True
 
 
 __all__ = [

@@ -104,6 +104,11 @@ class Backend:
                 frame = self.uses_frames and id(module) in messages
                 module.prepare(parameter.dtype, parameter.device, frame=frame)
 
+    @classmethod
+    def runs_here(cls) -> bool:
+        """Whether this machine can run the backend (e.g. a C++ compiler for built kernels)."""
+        return True
+
     def product_function(self) -> ProductFunction | None:
         """How each tensor product is evaluated: ``None``, the product itself."""
         return None

@@ -33,6 +33,10 @@ class CpuKernelsBackend(EdgeFrameBackend):
         radial_weights=False,
     )
 
+    @classmethod
+    def runs_here(cls) -> bool:
+        return frame_kernels.available()
+
     def __init__(self, compile: bool = False):
         super().__init__(compile)
         self.tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

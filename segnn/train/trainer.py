@@ -77,14 +77,22 @@ def batches(
     order: torch.Tensor | None = None,
     skip: int = 0,
     dtype: torch.dtype = torch.float32,
+    context: Context | None = None,
 ):
     """Batches of ``dataset`` items in ``order`` (default: as stored), ``batch_size`` at a
     time, collated and moved to ``device``; the first ``skip`` batches left out. With ``dtype``
     float64 every floating tensor is made float64 (float32 leaves them as stored: targets stay
-    float64)."""
+    float64). With a distributed ``context`` each batch is this rank's share, which knows the
+    whole batch's numbers of graphs and atoms (``global_graphs``, ``global_atoms``: the loss
+    divides by them, :mod:`segnn.train.distributed`)."""
     order = torch.arange(len(dataset)) if order is None else order
+    shared = context is not None and context.distributed
     for start in range(skip * batch_size, len(order), batch_size):
-        batch = collate([dataset[int(i)] for i in order[start : start + batch_size]])
+        items = [dataset[int(i)] for i in order[start : start + batch_size]]
+        batch = collate(list(distributed.shard(items, context)) if shared else items)
+        if shared:
+            batch.global_graphs = len(items)
+            batch.global_atoms = sum(item.num_nodes for item in items)
         yield in_precision(batch, dtype).to(device)
 
 
@@ -207,30 +215,12 @@ class Trainer:
         return torch.randperm(len(self.datasets["train"]), generator=generator)
 
     def _batches(self, split: str, order: torch.Tensor | None = None, skip: int = 0):
-        """Batches of ``split`` in ``order``; on several ranks each rank's share of every batch,
-        which knows the global batch's numbers of graphs and atoms (for the loss)."""
-        if not self.context.distributed:
-            return batches(
-                self.datasets[split],
-                self.collate,
-                self.config.train.batch_size,
-                self.device,
-                order,
-                skip,
-                self.dtype,
-            )
-        return self._shared_batches(split, order, skip)
-
-    def _shared_batches(self, split: str, order: torch.Tensor | None, skip: int):
-        dataset, size = self.datasets[split], self.config.train.batch_size
-        order = torch.arange(len(dataset)) if order is None else order
-        for start in range(skip * size, len(order), size):
-            items = [dataset[int(i)] for i in order[start : start + size]]
-            batch = self.collate(list(distributed.shard(items, self.context)))
-            batch = in_precision(batch, self.dtype).to(self.device)
-            batch.global_graphs = len(items)
-            batch.global_atoms = sum(item.num_nodes for item in items)
-            yield batch
+        """Training batches of ``split`` in ``order``; on several ranks, each rank's share."""
+        size = self.config.train.batch_size
+        dataset = self.datasets[split]
+        return batches(
+            dataset, self.collate, size, self.device, order, skip, self.dtype, self.context
+        )
 
     def _split_batches(self, split: str):
         """This rank's contiguous share of ``split`` (all of it in one process), for evaluation."""
