@@ -127,7 +127,8 @@ class Trainer:
     epoch and when stopped) and ``best.pt`` (best validation ``task.selection_metric``), all
     written atomically. The order of training items in epoch ``e`` depends only on
     ``(seed, e)``, so a resumed run repeats exactly what an uninterrupted one would do, even from
-    the middle of an epoch.
+    the middle of an epoch. With a distributed ``context`` (``torchrun``) it is one rank of a
+    data-parallel job (:mod:`segnn.train.distributed`).
     """
 
     def __init__(
@@ -156,6 +157,7 @@ class Trainer:
                 self.objective,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,  # e.g. outputs no path reaches
+                broadcast_buffers=False,  # the buffers (statistics) never change in training
             )
         self.optimizer = make_optimizer(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
