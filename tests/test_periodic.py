@@ -107,3 +107,22 @@ def test_bad_cells_and_stress_without_a_volume_are_named(calculator):
     assert np.isfinite(slab.get_forces()).all()
     with pytest.raises(Exception, match="periodic in all three directions"):
         slab.get_stress()
+
+
+def test_molecules_and_periodic_cells_batch_together():
+    from ase.build import molecule
+
+    from segnn.data import RadiusGraphCollate
+
+    model = example_energy_model(cutoff=CUTOFF)
+    structures = [box(), molecule("CH3CH2OH"), box(seed=1)]
+    graphs = [atoms_to_graph(atoms, None, dtype=model.atom_reference.dtype) for atoms in structures]
+    batch = RadiusGraphCollate(CUTOFF)(graphs)
+    together = model(batch)
+    for index, graph in enumerate(graphs):
+        alone = model(RadiusGraphCollate(CUTOFF)([graph]))
+        assert float(together["energy"][index]) == pytest.approx(
+            float(alone["energy"][0]), rel=1e-12
+        )
+        rows = slice(int(batch.ptr[index]), int(batch.ptr[index + 1]))
+        assert np.allclose(together["forces"][rows].numpy(), alone["forces"].numpy(), atol=1e-12)
