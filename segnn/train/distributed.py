@@ -12,7 +12,8 @@ train one model together (docs/distributed.md):
   would make on the whole batch (to rounding);
 * validation predictions are computed on shares of the split and gathered (:func:`gather`);
   rank 0 alone writes the run directory and prints; stopping decisions (time budget, early
-  stopping) are taken together (:func:`any_rank`).
+  stopping) are taken together: one clock (:func:`broadcast_seconds`) and metrics of the
+  whole split on every rank.
 
 Process groups use ``nccl`` on GPUs (one per rank, ``LOCAL_RANK``) and ``gloo`` on CPUs, with a
 timeout (``SEGNN_DISTRIBUTED_TIMEOUT_S``, default 600 s): a rank that dies makes the others
@@ -106,15 +107,6 @@ def collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
-
-
-def any_rank(flag: bool, context: Context) -> bool:
-    """Whether ``flag`` is true on any rank (every rank gets the same answer)."""
-    if not context.distributed:
-        return flag
-    value = torch.tensor([float(flag)], device=collective_device())
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
 
 
 def total(value: float, context: Context) -> float:
