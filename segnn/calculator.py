@@ -9,6 +9,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from segnn.api import load_model
+from segnn.data.atoms import VOIGT_COLUMNS, VOIGT_ROWS
 from segnn.models import SEGNN, EnergyModel, use_backend
 
 
@@ -79,4 +80,4 @@ class SEGNNCalculator(Calculator):
         }
         if stress:
             sigma = output["stress"][0].double().cpu().numpy()
-            self.results["stress"] = sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            self.results["stress"] = sigma[VOIGT_ROWS, VOIGT_COLUMNS]

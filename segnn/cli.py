@@ -112,7 +112,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = select_device(config.train.device)
     task = make_task(config)
     model = model_from_checkpoint(payload).to(device).eval()
-    use_backend(model, args.backend, forces=bool(getattr(task, "has_forces", False)))
+    derivatives = any(getattr(task, key, False) for key in ("has_forces", "has_stress"))
+    use_backend(model, args.backend, forces=derivatives)
     split = batches(task.datasets[args.split], task.collate, config.train.batch_size, device)
     metrics = task.evaluate(model, split)
     report = {"target": model.target["name"], "split": args.split}

@@ -147,6 +147,11 @@ class DataConfig:
     """Key of the energy in ``atoms.info`` (or the file's single-point results; ``xyz`` only)."""
     forces_key: str | None = "forces"
     """Key of the forces in ``atoms.arrays`` (``null``: train on energies only; ``xyz`` only)."""
+    stress_key: str | None = None
+    """Key of the stress (eV/Å³, ASE's sign: positive under tension; 6 Voigt components
+    ``xx yy zz yz xz xy``, 9 or 3×3) in ``atoms.info`` or the file's single-point results, e.g.
+    ``stress`` (``xyz`` only; ``null``: no stress). Frames without one (molecules, or periodic
+    frames that lack it) train on energies and forces only."""
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """Train/validation/test fractions of the structures in ``path``, seeded by ``split_seed``
     (``xyz`` only; QM9 uses its standard 100,000/17,748/13,083 split)."""
@@ -217,6 +222,9 @@ class TrainConfig:
     """Weight of the per-atom energy error in the loss (``xyz`` data)."""
     forces_weight: float = 1.0
     """Weight of the force error in the loss (``xyz`` data with forces)."""
+    stress_weight: float = 1.0
+    """Weight of the stress error in the loss (``xyz`` data with ``data.stress_key``): the error
+    of the virial per atom, ``stress × volume / atoms``, in the units of the per-atom energy."""
     device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     dtype: Literal["float32", "float64"] = "float32"

@@ -82,14 +82,19 @@ def _frame_value(atoms: Atoms, key: str, per_atom: bool):
 
 
 class AtomsDataset(torch.utils.data.Dataset):
-    """Structures with reference energies (eV) and optionally forces (eV/Å) from any file ASE
-    reads (extended XYZ, ASE trajectories, ...).
+    """Structures with reference energies (eV), optionally forces (eV/Å) and stress (eV/Å³),
+    from any file ASE reads (extended XYZ, ASE trajectories, ...), molecules and periodic cells
+    alike.
 
     Items are ``Data(pos [n, 3], z [n], energy [1] float64, forces [n, 3] float64)``, positions
-    in Å (float32, the training dtype); graphs are built per batch by
-    :class:`segnn.data.RadiusGraphCollate`. ``energy_key``/``forces_key`` name the fields of
-    ``atoms.info``/``atoms.arrays`` (or of the file's single-point results) that hold them;
-    ``forces_key=None`` reads energies only.
+    in Å (float32, the training dtype), periodic structures with ``cell [1, 3, 3]`` and
+    ``pbc [1, 3]``; graphs are built per batch by :class:`segnn.data.RadiusGraphCollate`.
+    ``energy_key``/``forces_key``/``stress_key`` name the fields of ``atoms.info``/
+    ``atoms.arrays`` (or of the file's single-point results) that hold them; ``forces_key=None``
+    reads energies only. With a ``stress_key`` every item gets ``stress [1, 3, 3]`` float64
+    (ASE's sign, ``(1/V) dE/dε``; given as 6 Voigt components ``xx yy zz yz xz xy``, 9 or 3×3)
+    and ``has_stress [1]`` (false, with a zero stress, for frames that have none, e.g. molecules
+    beside the periodic cells).
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class AtomsDataset(torch.utils.data.Dataset):
         energy_key: str = "energy",
         forces_key: str | None = "forces",
         source: str = "structures",
+        stress_key: str | None = None,
     ):
         self.items = []
         for index, atoms in enumerate(frames):
@@ -121,17 +127,29 @@ class AtomsDataset(torch.utils.data.Dataset):
                 forces_key is not None and not torch.isfinite(graph.forces).all()
             ):
                 raise ValueError(f"{where} has non-finite reference energy or forces")
+            if stress_key is not None:
+                stress = _frame_value(atoms, stress_key, per_atom=False)
+                graph.stress = _stress_tensor(stress, atoms, stress_key, where)
+                graph.has_stress = torch.tensor([stress is not None])
             self.items.append(graph)
         if not self.items:
             raise ValueError(f"{source} holds no structures")
+        if stress_key is not None and not any(item.has_stress for item in self.items):
+            raise ValueError(f"no frame of {source} has a stress under the key {stress_key!r}")
         self.has_forces = forces_key is not None
+        self.has_stress = stress_key is not None
 
     @classmethod
     def from_file(
-        cls, path: str | Path, energy_key: str = "energy", forces_key: str | None = "forces"
+        cls,
+        path: str | Path,
+        energy_key: str = "energy",
+        forces_key: str | None = "forces",
+        stress_key: str | None = None,
     ) -> AtomsDataset:
         """Read every frame of ``path`` (raises ``FileNotFoundError``/``ValueError`` that name it)."""
-        return cls(read_structures(path), energy_key, forces_key, source=str(path))
+        frames = read_structures(path)
+        return cls(frames, energy_key, forces_key, source=str(path), stress_key=stress_key)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -144,6 +162,7 @@ class AtomsDataset(torch.utils.data.Dataset):
         view = object.__new__(AtomsDataset)
         view.items = [self.items[int(i)] for i in indices]
         view.has_forces = self.has_forces
+        view.has_stress = self.has_stress
         return view
 
     def energies(self) -> torch.Tensor:
@@ -160,6 +179,39 @@ class AtomsDataset(torch.utils.data.Dataset):
         return torch.stack(
             [(item.z.unsqueeze(1) == elements).sum(0).double() for item in self.items]
         )
+
+
+VOIGT_ROWS, VOIGT_COLUMNS = [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]  # xx yy zz yz xz xy
+
+
+def _stress_tensor(stress, atoms: Atoms, key: str, where: str) -> torch.Tensor:
+    """A frame's stress as ``[1, 3, 3]`` float64 (zeros for ``None``); ``ValueError`` for a
+    wrong shape, non-finite values or a stress on a structure without a volume."""
+    tensor = torch.zeros(1, 3, 3, dtype=torch.float64)
+    if stress is None:
+        return tensor
+    if not atoms.pbc.all():
+        raise ValueError(
+            f"{where} has a stress under {key!r} but is not periodic in all three directions "
+            f"(pbc {atoms.pbc.tolist()}): a stress needs a cell volume"
+        )
+    values = np.asarray(stress, dtype=np.float64)
+    if values.shape == (6,):
+        full = np.empty((3, 3))
+        full[VOIGT_ROWS, VOIGT_COLUMNS] = values
+        full[VOIGT_COLUMNS, VOIGT_ROWS] = values
+        values = full
+    elif values.shape in ((9,), (3, 3)):
+        values = values.reshape(3, 3)
+    else:
+        raise ValueError(
+            f"{where}: the stress under {key!r} has shape {values.shape}; expected 6 Voigt "
+            f"components (xx yy zz yz xz xy), 9 components or 3x3 (eV/Å³)"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError(f"{where} has a non-finite stress under {key!r}")
+    tensor[0] = torch.from_numpy(values)
+    return tensor
 
 
 def _structure_graph(atoms: Atoms, where: str) -> Data:

@@ -179,13 +179,13 @@ class EnergyModel(AtomisticModel):
         self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
 
     def normalized(
-        self, batch: Batch, forces: bool = True, create_graph: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(energy [num_graphs], forces [N, 3] or None)`` in units of ``scale``, without the
-        references, in the network's dtype. ``create_graph`` keeps the force graph for training
-        on forces (double backward)."""
-        energy, force, _ = self.energy_forces_virial(batch, forces, False, create_graph)
-        return energy, force
+        self, batch: Batch, forces: bool = True, virial: bool = False, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(energy [num_graphs], forces [N, 3], virial [num_graphs, 3, 3])`` in units of
+        ``scale``, without the references, in the network's dtype (``None`` where not asked
+        for). ``create_graph`` keeps the graph of the derivatives for training on them (double
+        backward)."""
+        return self.energy_forces_virial(batch, forces, virial, create_graph)
 
     def energy_forces_virial(
         self, batch: Batch, forces: bool = True, virial: bool = False, create_graph: bool = False
@@ -211,12 +211,23 @@ class EnergyModel(AtomisticModel):
         force = -gradients[0] if forces else None
         return energy, force, -gradients[-1] if virial else None
 
-    def normalized_targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The batch's ``energy [num_graphs]`` and ``forces [N, 3]`` (``None`` without forces)
-        in the network's units: ``(E - Σ reference) / scale`` and ``F / scale`` (float64)."""
+    def normalized_targets(
+        self, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The batch's ``energy [num_graphs]``, ``forces [N, 3]`` and virial
+        ``[num_graphs, 3, 3]`` in the network's units (float64; ``None`` where the batch has no
+        forces or stress): ``(E - Σ reference) / scale``, ``F / scale`` and
+        ``-stress × volume / scale``."""
         energy = (batch.energy.double() - self.reference(batch)) / self.scale
         forces = getattr(batch, "forces", None)
-        return energy, None if forces is None else forces.double() / self.scale
+        if forces is not None:
+            forces = forces.double() / self.scale
+        stress = getattr(batch, "stress", None)
+        virial = None
+        if stress is not None and "cell" in batch:
+            volume = torch.linalg.det(batch.cell.double()).abs()
+            virial = -stress.double() * volume[:, None, None] / self.scale
+        return energy, forces, virial
 
     def forward(
         self, batch: Batch, forces: bool = True, stress: bool = False

@@ -64,17 +64,19 @@ def elementwise_loss(
     with ``weight [R]`` (e.g. 0 for the padding graph of :mod:`segnn.data.padding`), the
     weighted mean over the rows' elements. ``rows``: divide as if there were that many
     (weight-1) rows, e.g. those of the global batch of which ``difference`` is one rank's share
-    (:mod:`segnn.train.distributed`): the shares' losses then add up to the global one."""
+    (:mod:`segnn.train.distributed`): the shares' losses then add up to the global one. No
+    weighted row gives zero."""
     error = difference.abs() if kind == "l1" else difference.pow(2)
     if weight is not None:
         weight = weight.to(error.dtype).view(-1, *[1] * (error.dim() - 1)).expand_as(error)
     if rows is not None:
         per_row = error[0].numel() if error.shape[0] else 1
         total = error if weight is None else error * weight
-        return total.sum() / (rows * per_row)
+        return total.sum() / max(rows * per_row, 1)
     if weight is None:
         return error.mean()
-    return (error * weight).sum() / weight.sum()
+    # no weighted row (e.g. a batch without stresses): zero, not 0/0
+    return (error * weight).sum() / weight.sum().clamp_min(torch.finfo(error.dtype).tiny)
 
 
 class PropertyTask:
@@ -183,28 +185,35 @@ def split_structures(
 
 
 class EnergyForceTask:
-    """Energies (and forces) of the structures in ``data.path``.
+    """Energies (and forces, and stress) of the structures in ``data.path``.
 
-    Loss: ``energy_weight * L(ΔE / n_atoms / scale) + forces_weight * L(ΔF / scale)`` with ``L``
-    the ``train.loss`` (``mse`` or ``l1``) and ``scale`` the training RMS force. Metrics: energy
-    MAE (meV per structure) and force MAE (meV/Å per component); the force MAE selects the best
+    Loss: ``energy_weight * L(ΔE / n_atoms / scale) + forces_weight * L(ΔF / scale)
+    + stress_weight * L(ΔW / n_atoms / scale)`` with ``L`` the ``train.loss`` (``mse`` or
+    ``l1``), ``scale`` the training RMS force and ``W = -stress × volume`` the virial (frames with
+    a stress only). Metrics: energy MAE (meV per structure), force MAE (meV/Å per component) and
+    stress MAE (meV/Å³ per component of the 3×3 tensor); the force MAE selects the best
     checkpoint when forces are trained, else the energy MAE.
     """
 
     def __init__(self, config: Config):
         self.config = config
         data = config.data
-        structures = AtomsDataset.from_file(data.path, data.energy_key, data.forces_key)
+        structures = AtomsDataset.from_file(
+            data.path, data.energy_key, data.forces_key, data.stress_key
+        )
         indices = split_structures(len(structures), data.split, data.split_seed)
         self.datasets = {}
         for split, chosen in indices.items():
             cap = getattr(data.subset, split)
             self.datasets[split] = structures.subset(chosen if cap is None else chosen[:cap])
         self.has_forces = structures.has_forces
+        self.has_stress = structures.has_stress
         self.collate = RadiusGraphCollate(data.cutoff)
         self.metrics = {"energy_mae": "meV"}
         if self.has_forces:
             self.metrics["forces_mae"] = "meV/Å"
+        if self.has_stress:
+            self.metrics["stress_mae"] = "meV/Å³"
         self.selection_metric = "forces_mae" if self.has_forces else "energy_mae"
         self.name = f"xyz/{Path(data.path).name}"
 
@@ -222,52 +231,67 @@ class EnergyForceTask:
 
     def loss(self, model: EnergyModel, batch: Batch) -> torch.Tensor:
         train = self.config.train
-        energy, forces = model.normalized(batch, forces=self.has_forces, create_graph=True)
+        stress = self.has_stress and "cell" in batch
+        energy, forces, virial = model.normalized(
+            batch, forces=self.has_forces, virial=stress, create_graph=True
+        )
         ones = torch.ones_like(batch.pos[:, 0])
         atoms = scatter(ones, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")
-        target, force_target = model.normalized_targets(batch)
-        target = target.to(energy.dtype)
+        atoms = atoms.to(energy.dtype)
+        target, force_target, virial_target = model.normalized_targets(batch)
         weight = getattr(batch, "graph_weight", None)
         graphs, atom_rows = (
             getattr(batch, "global_graphs", None),
             getattr(batch, "global_atoms", None),
         )
-        error = (energy - target) / atoms.to(energy.dtype)
+        error = (energy - target.to(energy.dtype)) / atoms
         loss = train.energy_weight * elementwise_loss(train.loss, error, weight, graphs)
         if self.has_forces:
-            force_target = force_target.to(forces.dtype)
             atom_weight = None if weight is None else weight.index_select(0, batch.batch)
-            error = forces - force_target
+            error = forces - force_target.to(forces.dtype)
             force_loss = elementwise_loss(train.loss, error, atom_weight, atom_rows)
             loss = loss + train.forces_weight * force_loss
+        if stress:
+            stress_weight = batch.has_stress.to(virial.dtype)
+            if weight is not None:
+                stress_weight = stress_weight * weight.to(virial.dtype)
+            error = (virial - virial_target.to(virial.dtype)) / atoms[:, None, None]
+            rows = getattr(batch, "global_stressed", None)
+            stress_loss = elementwise_loss(train.loss, error, stress_weight, rows)
+            loss = loss + train.stress_weight * stress_loss
         return loss
 
     def predict(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
-        """Energies ``[S]`` and (with forces) forces ``[N, 3]`` predicted and referenced
-        (float64, CPU), in batch order."""
-        collected: dict[str, list[torch.Tensor]] = {key: [] for key in ("energy", "energy_ref")}
-        if self.has_forces:
-            collected.update(forces=[], forces_ref=[])
+        """Energies ``[S]``, forces ``[N, 3]`` and stresses ``[S', 3, 3]`` (of the ``S'``
+        structures that have one) predicted and referenced (float64, CPU), in batch order."""
+        collected: dict[str, list[torch.Tensor]] = {"stress": [], "stress_ref": []}
+
+        def add(key: str, predicted: torch.Tensor, reference: torch.Tensor) -> None:
+            collected.setdefault(key, []).append(predicted.detach().double().cpu())
+            collected.setdefault(f"{key}_ref", []).append(reference.double().cpu())
+
         for batch in batches:
-            output = model(batch, forces=self.has_forces)
-            collected["energy"].append(output["energy"].detach().double().cpu())
-            collected["energy_ref"].append(batch.energy.double().cpu())
+            stress = self.has_stress and "cell" in batch
+            output = model(batch, forces=self.has_forces, stress=stress)
+            add("energy", output["energy"], batch.energy)
             if self.has_forces:
-                collected["forces"].append(output["forces"].double().cpu())
-                collected["forces_ref"].append(batch.forces.double().cpu())
-        return {key: torch.cat(values) for key, values in collected.items()}
+                add("forces", output["forces"], batch.forces)
+            if stress:
+                chosen = batch.has_stress
+                add("stress", output["stress"][chosen], batch.stress[chosen])
+        if not self.has_stress:
+            del collected["stress"], collected["stress_ref"]
+        empty = torch.zeros(0, 3, 3, dtype=torch.float64)
+        return {key: torch.cat(values) if values else empty for key, values in collected.items()}
 
     @staticmethod
     def scores(predicted: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Energy and force MAEs (meV, meV/Å) of :meth:`predict`'s output."""
-        maes = {
-            "energy_mae": 1000 * float((predicted["energy"] - predicted["energy_ref"]).abs().mean())
+        """Energy, force and stress MAEs (meV, meV/Å, meV/Å³) of :meth:`predict`'s output."""
+        return {
+            f"{key}_mae": 1000 * float((predicted[key] - predicted[f"{key}_ref"]).abs().mean())
+            for key in ("energy", "forces", "stress")
+            if key in predicted
         }
-        if "forces" in predicted:
-            maes["forces_mae"] = 1000 * float(
-                (predicted["forces"] - predicted["forces_ref"]).abs().mean()
-            )
-        return maes
 
     def evaluate(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, float]:
         return self.scores(self.predict(model, batches))
@@ -303,6 +327,20 @@ class EnergyForceTask:
                 run_dir / "parity_forces_test.png",
                 f"force components (eV/Å), test MAE {maes['forces_mae']:.3g} meV/Å",
             )
+        if self.has_stress and len(predicted["stress"]):
+            reference = predicted["stress_ref"]
+            results["test_stress_mae"] = maes["stress_mae"]
+            results["stress_unit"] = "meV/Å³"
+            results["num_test_stress"] = len(reference)
+            results["mean_stress_test_mae"] = 1000 * float(
+                (reference - reference.mean(0)).abs().mean()
+            )
+            parity_plot(
+                reference.flatten().numpy(),
+                predicted["stress"].flatten().numpy(),
+                run_dir / "parity_stress_test.png",
+                f"stress components (eV/Å³), test MAE {maes['stress_mae']:.3g} meV/Å³",
+            )
         return results
 
     @staticmethod
@@ -315,6 +353,11 @@ class EnergyForceTask:
             line += (
                 f"; test force MAE: {results['test_forces_mae']:.4g} meV/Å "
                 f"(zero forces: {results['zero_forces_test_mae']:.4g} meV/Å)"
+            )
+        if "test_stress_mae" in results:
+            line += (
+                f"; test stress MAE: {results['test_stress_mae']:.4g} meV/Å³ "
+                f"(mean stress: {results['mean_stress_test_mae']:.4g} meV/Å³)"
             )
         return line
 

@@ -83,8 +83,9 @@ def batches(
     time, collated and moved to ``device``; the first ``skip`` batches left out. With ``dtype``
     float64 every floating tensor is made float64 (float32 leaves them as stored: targets stay
     float64). With a distributed ``context`` each batch is this rank's share, which knows the
-    whole batch's numbers of graphs and atoms (``global_graphs``, ``global_atoms``: the loss
-    divides by them, :mod:`segnn.train.distributed`)."""
+    whole batch's numbers of graphs and atoms (``global_graphs``, ``global_atoms`` and, for
+    items with ``has_stress``, ``global_stressed``: the loss divides by them,
+    :mod:`segnn.train.distributed`)."""
     order = torch.arange(len(dataset)) if order is None else order
     shared = context is not None and context.distributed
     for start in range(skip * batch_size, len(order), batch_size):
@@ -93,6 +94,8 @@ def batches(
         if shared:
             batch.global_graphs = len(items)
             batch.global_atoms = sum(item.num_nodes for item in items)
+            if "has_stress" in items[0]:
+                batch.global_stressed = sum(int(item.has_stress) for item in items)
         yield in_precision(batch, dtype).to(device)
 
 
@@ -191,9 +194,9 @@ class Trainer:
 
     def use_backend(self, model: torch.nn.Module, training: bool = True):
         """Give ``model`` the backend of ``train.backend`` for this task: forces and second
-        derivatives when it trains on forces (then nothing is compiled), else compiled node
-        updates when ``training`` and :meth:`compiles`."""
-        force_training = bool(getattr(self.task, "has_forces", False))
+        derivatives when it trains on forces or stress (then nothing is compiled), else compiled
+        node updates when ``training`` and :meth:`compiles`."""
+        force_training = any(getattr(self.task, key, False) for key in ("has_forces", "has_stress"))
         return use_backend(
             model,
             self.config.train.backend,
