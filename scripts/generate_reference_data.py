@@ -1,15 +1,29 @@
-"""Generate energy/force reference data by Langevin molecular dynamics with GFN2-xTB.
+"""Generate energy/force(/stress) reference data by molecular dynamics with GFN-xTB.
 
-Runs Langevin dynamics of one molecule with the GFN2-xTB tight-binding method (the ``tblite``
-package and its ASE calculator: ``pip install 'segnn[xtb]'``) and writes every ``--interval``-th
-frame, after ``--equilibration`` steps, as extended XYZ with the energy (eV) and forces (eV/Å)
-of that frame. The committed ethanol set was made with the defaults::
+Two systems, both through the ``tblite`` package and its ASE calculator
+(``pip install 'segnn[xtb]'``):
+
+* one molecule (``--molecule``, default ethanol) in Langevin dynamics, frames with energy (eV)
+  and forces (eV/Å);
+* a periodic box of liquid water (``--water-molecules N``) in NPT dynamics
+  (Langevin BAOAB with a Langevin-Hoover barostat, ``ase.md.langevinbaoab``: temperature
+  and pressure held, the cell keeps its shape and breathes), frames with
+  energy, forces and stress (eV/Å³, ASE's sign: positive under tension); the frames' mean density
+  is the reference method's density at that temperature and pressure.
+
+Every ``--interval``-th step after ``--equilibration`` steps is written as extended XYZ. The
+committed data sets were made with::
 
     python scripts/generate_reference_data.py --output data/ethanol/ethanol_gfn2xtb_500K.extxyz
+    python scripts/generate_reference_data.py --water-molecules 32 --method GFN1-xTB \\
+        --temperature 330 --timestep 1.0 --hydrogen-mass 2.014 --interval 5 --frames 400 \\
+        --equilibration 1500 --output data/water/water32_gfn1xtb_330K.extxyz
 
-Everything is seeded and tblite runs on one thread (its multi-threaded SCF sums in varying
-order, and MD amplifies 1e-11 eV differences), so the same command with the same tblite and ASE
-versions writes a byte-identical file.
+``--hydrogen-mass`` changes only the dynamics: configurations are distributed by the potential
+energy alone, so heavier hydrogens allow a longer time step without changing what is sampled
+(the frames are written with standard masses). Everything is seeded and tblite runs on one
+thread (its multi-threaded SCF sums in varying order, and MD amplifies 1e-11 eV differences), so
+the same command with the same tblite and ASE versions writes a byte-identical file.
 """
 
 from __future__ import annotations
@@ -21,29 +35,45 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase import units
+from ase import Atoms, units
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixCom
 from ase.io import write
-from ase.md.langevin import Langevin
+from ase.md.md import MolecularDynamics
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 from tqdm import tqdm
+
+WATER_DENSITY = 0.99705  # g/cm³ at 298 K, the starting density of a water box
+AMU_PER_CUBIC_ANGSTROM_IN_G_PER_CM3 = 1.66053906660  # 1 amu/Å³ in g/cm³
+PRESSURE_TIME = 500.0  # fs, the barostat's time scale
+CLOSEST_OXYGENS = 2.6  # Å, smallest O–O distance when placing the starting box
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
+    system = parser.add_argument_group("system (one of)")
+    system.add_argument(
         "--molecule",
         default="CH3CH2OH",
         help="a name ase.build.molecule knows (default: CH3CH2OH, ethanol)",
     )
+    system.add_argument(
+        "--water-molecules",
+        type=int,
+        metavar="N",
+        help="a periodic box of N water molecules in NPT dynamics instead of one molecule",
+    )
     parser.add_argument("--frames", type=int, default=1000, help="frames to write")
-    parser.add_argument("--temperature", type=float, default=500.0, help="Langevin bath (K)")
+    parser.add_argument("--temperature", type=float, default=500.0, help="bath temperature (K)")
+    parser.add_argument("--pressure", type=float, default=1.01325, help="NPT pressure (bar)")
     parser.add_argument("--timestep", type=float, default=0.5, help="MD time step (fs)")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction (1/fs)")
+    parser.add_argument(
+        "--hydrogen-mass", type=float, help="hydrogen mass (amu) in the dynamics only"
+    )
     parser.add_argument("--interval", type=int, default=10, help="MD steps between written frames")
     parser.add_argument(
         "--equilibration", type=int, default=2000, help="MD steps before the first frame"
@@ -52,6 +82,77 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--method", default="GFN2-xTB", help="tblite method")
     parser.add_argument("--output", type=Path, required=True, help="extended XYZ file to write")
     return parser.parse_args(argv)
+
+
+def water_box(molecules: int, rng: np.random.Generator) -> Atoms:
+    """``molecules`` randomly oriented waters placed at random in a cubic box at liquid density,
+    no two oxygens (or their periodic images) closer than ``CLOSEST_OXYGENS``."""
+    water = molecule("H2O")
+    water.positions -= water.positions[0]  # oxygen at the origin
+    mass = molecules * water.get_masses().sum()
+    side = (mass * AMU_PER_CUBIC_ANGSTROM_IN_G_PER_CM3 / WATER_DENSITY) ** (1 / 3)
+    oxygens: list[np.ndarray] = []
+    while len(oxygens) < molecules:
+        candidate = rng.uniform(0.0, side, 3)
+        offsets = np.array(oxygens).reshape(-1, 3) - candidate
+        offsets -= side * np.round(offsets / side)
+        if (np.linalg.norm(offsets, axis=1) >= CLOSEST_OXYGENS).all():
+            oxygens.append(candidate)
+    box = Atoms(cell=[side] * 3, pbc=True)
+    for oxygen in oxygens:
+        rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+        box += Atoms(water.symbols, positions=water.positions @ rotation.T + oxygen)
+    box.wrap()
+    return box
+
+
+def density(atoms: Atoms) -> float:
+    """Mass density in g/cm³ (standard masses)."""
+    mass = Atoms(atoms.symbols).get_masses().sum()
+    return mass / atoms.get_volume() * AMU_PER_CUBIC_ANGSTROM_IN_G_PER_CM3
+
+
+def dynamics_for(atoms: Atoms, args: argparse.Namespace, rng: np.random.Generator):
+    """Langevin dynamics for a molecule, Langevin NPT (BAOAB) for a periodic box."""
+    if atoms.pbc.all():
+        from ase.md.langevinbaoab import LangevinBAOAB
+
+        # ASE's stress is minus the pressure; the cell keeps its shape and breathes
+        return LangevinBAOAB(
+            atoms,
+            args.timestep * units.fs,
+            temperature_K=args.temperature,
+            externalstress=-args.pressure * units.bar,
+            hydrostatic=True,
+            T_tau=1 / args.friction * units.fs,
+            P_tau=PRESSURE_TIME * units.fs,
+            rng=rng,
+        )
+    from ase.md.langevin import Langevin
+
+    # centre of mass held by a constraint: Langevin's own fixcm samples a wrong temperature for
+    # a molecule this small (ASE >= 3.28 warns about it)
+    atoms.set_constraint(FixCom())
+    return Langevin(
+        atoms,
+        args.timestep * units.fs,
+        temperature_K=args.temperature,
+        friction=args.friction / units.fs,
+        rng=rng,
+        fixcm=False,
+    )
+
+
+def snapshot(atoms: Atoms, dynamics: MolecularDynamics) -> Atoms:
+    """A copy of the current frame with its reference results and standard masses."""
+    frame = Atoms(atoms.symbols, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    if atoms.pbc.all():
+        results["stress"] = atoms.get_stress(voigt=True)
+        frame.info["density"] = density(atoms)
+    frame.calc = SinglePointCalculator(frame, **results)
+    frame.info["time_fs"] = dynamics.get_time() / units.fs
+    return frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,44 +164,41 @@ def main(argv: list[str] | None = None) -> int:
         print("tblite is not installed: pip install 'segnn[xtb]'", file=sys.stderr)
         return 2
     rng = np.random.default_rng(args.seed)
-    atoms = molecule(args.molecule)
+    if args.water_molecules is not None:
+        atoms = water_box(args.water_molecules, rng)
+        name = f"{args.water_molecules} H2O"
+    else:
+        atoms = molecule(args.molecule)
+        name = args.molecule
+    if args.hydrogen_mass is not None:
+        masses = atoms.get_masses()
+        masses[atoms.numbers == 1] = args.hydrogen_mass
+        atoms.set_masses(masses)
     atoms.calc = TBLite(method=args.method, verbosity=0)
     # Maxwell-Boltzmann momenta p ~ N(0, m kT) per Cartesian component, then no net drift or spin
     masses = atoms.get_masses()[:, None]
     kinetic_scale = np.sqrt(masses * units.kB * args.temperature)
     atoms.set_momenta(rng.standard_normal((len(atoms), 3)) * kinetic_scale)
     Stationary(atoms)
-    ZeroRotation(atoms)
-    # centre of mass held by a constraint: Langevin's own fixcm samples a wrong temperature for
-    # a molecule this small (ASE >= 3.28 warns about it)
-    atoms.set_constraint(FixCom())
-    dynamics = Langevin(
-        atoms,
-        args.timestep * units.fs,
-        temperature_K=args.temperature,
-        friction=args.friction / units.fs,
-        rng=rng,
-        fixcm=False,
-    )
+    if not atoms.pbc.any():
+        ZeroRotation(atoms)
+    dynamics = dynamics_for(atoms, args, rng)
     started = time.monotonic()
-    dynamics.run(args.equilibration)
+    for _ in tqdm(range(args.equilibration), desc="equilibration", unit="step", mininterval=10):
+        dynamics.run(1)
     frames = []
-    for _ in tqdm(range(args.frames), desc=f"{args.molecule} {args.method}", unit="frame"):
+    for _ in tqdm(range(args.frames), desc=f"{name} {args.method}", unit="frame", mininterval=10):
         dynamics.run(args.interval)
-        frame = atoms.copy()
-        frame.set_constraint()
-        frame.calc = SinglePointCalculator(
-            frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces()
-        )
-        frame.info["time_fs"] = dynamics.get_time() / units.fs
-        frames.append(frame)
+        frames.append(snapshot(atoms, dynamics))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write(args.output, frames, format="extxyz")
     steps = args.equilibration + args.frames * args.interval
-    print(
-        f"wrote {len(frames)} frames to {args.output} "
-        f"({steps} MD steps in {time.monotonic() - started:.1f} s)"
-    )
+    summary = f"wrote {len(frames)} frames to {args.output} "
+    summary += f"({steps} MD steps in {time.monotonic() - started:.1f} s)"
+    if atoms.pbc.all():
+        densities = np.array([frame.info["density"] for frame in frames])
+        summary += f"; density {densities.mean():.4f} ± {densities.std():.4f} g/cm³"
+    print(summary)
     return 0
 
 

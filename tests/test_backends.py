@@ -211,6 +211,29 @@ def test_forces_and_their_gradients_match_the_reference(case, backend):
         assert error <= 1e-10 * expected[0].abs().max(), f"{backend}/{case} forces: {error:.3e}"
 
 
+@pytest.mark.parametrize(
+    ("case", "training"),
+    [(case, False) for case in CASES] + [("energy", True), ("qm9_unpaired", True)],
+)
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_messages_in_parts_equal_all_edges_at_once(case, backend, training):
+    """Messages a few edges at a time (an odd part size splits the graphs anywhere; in
+    evaluation mode the parts are recomputed in the backward pass) give the same outputs,
+    parameter gradients, forces and second derivatives as all edges at once."""
+    capabilities = BACKENDS[backend].capabilities
+    model, batch = build(case, backend, torch.float64)
+    model.train(training)
+    results = []
+    for edge_chunk in (None, 7):
+        use_backend(model, backend, forces=capabilities.forces, edge_chunk=edge_chunk)
+        result = [outputs_and_gradients(model, batch)]
+        if capabilities.forces:
+            result.append(forces_and_force_gradients(model, batch, capabilities.force_training))
+        results.append(result)
+    for whole, parts in zip(*results):
+        assert_same_outputs_and_gradients(parts, whole, 1e-10, f"{backend}/{case} in parts")
+
+
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_every_backend_is_equivariant(case, backend):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from segnn.backends.base import Backend, Capabilities
+from segnn.backends.base import EDGE_CHUNK, Backend, Capabilities
 from segnn.backends.cpu_kernels import CpuKernelsBackend
 from segnn.backends.e3nn import E3nnBackend
 from segnn.backends.edge_frame import EdgeFrameBackend
@@ -53,10 +53,13 @@ def make_backend(
     force_training: bool = False,
     radial_weights: bool = False,
     compile: bool = False,
+    edge_chunk: int | None = EDGE_CHUNK,
 ) -> Backend:
     """The backend ``name`` (or, for ``auto``, the preferred one that supports this use),
     compiled when ``compile`` and the backend allows it (``auto`` never picks a backend for
-    being compilable). Raises ``ValueError`` naming what an explicitly chosen backend lacks."""
+    being compilable), computing messages ``edge_chunk`` edges at a time
+    (:meth:`Backend.convolve`). Raises ``ValueError`` naming what an explicitly chosen backend
+    lacks."""
     device = torch.device(device)
     need = dict(
         device=device,
@@ -69,7 +72,7 @@ def make_backend(
         for candidate in PREFERENCE.get(device.type, (DEFAULT,)):
             backend = BACKENDS[candidate]
             if not backend.capabilities.missing(**need) and backend.runs_here():
-                return backend(compile=compile and backend.capabilities.compile)
+                return backend(compile and backend.capabilities.compile, edge_chunk)
         raise ValueError(f"no backend supports {device.type} with {dtype}")
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {', '.join(names())}")
@@ -77,12 +80,13 @@ def make_backend(
     missing = backend.capabilities.missing(**need, compile=compile)
     if missing:
         raise ValueError(f"backend {name!r} does not support {', '.join(missing)}")
-    return backend(compile=compile)
+    return backend(compile, edge_chunk)
 
 
 __all__ = [
     "BACKENDS",
     "DEFAULT",
+    "EDGE_CHUNK",
     "PREFERENCE",
     "Backend",
     "Capabilities",

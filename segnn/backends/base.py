@@ -6,8 +6,11 @@ the ``e3nn`` reference). The model calls it at four points:
 
 * :meth:`Backend.frames` — once per batch, after the geometry: add what the messages need
   (edge frames, edge pairs, sorted receivers) to the :class:`~segnn.backends.geometry.Geometry`;
-* :meth:`Backend.convolve` — per layer: gather both ends of every edge, the message MLP, the
-  sum over each atom's incoming messages → ``[N, irreps_hidden.dim]``;
+* :meth:`Backend.convolve` — per layer: gather both ends of every edge, the message MLP
+  (:meth:`Backend.messages`), the sum over each atom's incoming messages →
+  ``[N, irreps_hidden.dim]``. Large graphs are computed ``edge_chunk`` edges at a time, and in
+  evaluation with gradients (forces of a large system) each part's messages are recomputed in
+  the backward pass instead of stored: memory grows with the atoms, not with edges × features;
 * :meth:`Backend.update` — per layer: the node update (update MLP, residual, norm), compiled
   with ``torch.compile`` when the backend was made with ``compile=True``;
 * :meth:`Backend.apply` — the other node products (embedding, readout MLPs).
@@ -23,10 +26,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from segnn.backends.geometry import Geometry
 from segnn.o3 import ConditionedTensorProduct
 from segnn.o3.mlp import ProductFunction
+
+EDGE_CHUNK = 32768
+"""Edges per part of a layer's messages (:meth:`Backend.convolve`): a part's intermediate
+features (a few MB) stay in the CPU's caches; measured in ``docs/periodic.md``."""
 
 
 @dataclass(frozen=True)
@@ -73,16 +81,20 @@ class Backend:
 
     ``compile``: compile each layer's node update with ``torch.compile`` on first use (dynamic
     in the number of atoms; the first call compiles, torch caches the kernels on disk). Compiled
-    code cannot differentiate twice.
+    code cannot differentiate twice. ``edge_chunk``: edges per part of the messages
+    (:meth:`convolve`; ``None``: all at once).
     """
 
     name: ClassVar[str] = "plain"
     capabilities: ClassVar[Capabilities] = Capabilities()
 
-    def __init__(self, compile: bool = False):
+    def __init__(self, compile: bool = False, edge_chunk: int | None = EDGE_CHUNK):
         if compile and not self.capabilities.compile:
             raise ValueError(f"backend {self.name!r} cannot be compiled")
+        if edge_chunk is not None and edge_chunk < 2:
+            raise ValueError(f"edge_chunk must be at least 2 edges (one pair), got {edge_chunk}")
         self.compile = compile
+        self.edge_chunk = edge_chunk
         self.compiled_updates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     uses_frames: ClassVar[bool] = False
@@ -118,7 +130,30 @@ class Backend:
         return geometry
 
     def convolve(self, layer, h: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-        """``Σ_j m_ij`` per atom, ``[N, irreps_hidden.dim]``, for ``h [N, irreps_hidden.dim]``."""
+        """``Σ_j m_ij`` per atom, ``[N, irreps_hidden.dim]``, for ``h [N, irreps_hidden.dim]``:
+        :meth:`messages` of at most ``edge_chunk`` edges at a time, summed in place. Taking
+        gradients of a model in evaluation mode (forces in MD), each part's messages are
+        recomputed in the backward pass rather than kept (``torch.utils.checkpoint``); in
+        training, where batches are small, they are kept."""
+        parts = geometry.chunks(self.edge_chunk)
+        if len(parts) == 1:
+            messages, receivers = self.messages(layer, h, geometry)
+            return layer.aggregate(messages, receivers, dim_size=h.shape[0])
+        recompute = torch.is_grad_enabled() and not layer.training
+        aggregated = h.new_zeros(h.shape)
+        for part in parts:
+            if recompute:
+                messages, receivers = checkpoint(self.messages, layer, h, part, use_reentrant=False)
+            else:
+                messages, receivers = self.messages(layer, h, part)
+            aggregated.index_add_(0, receivers, messages)
+        return aggregated
+
+    def messages(
+        self, layer, h: torch.Tensor, geometry: Geometry
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The messages of ``geometry``'s edges ``[E, irreps_hidden.dim]`` and the atom each
+        goes to ``[E]``."""
         source, target = geometry.edge_index
         messages = layer.message(
             h.index_select(0, target),
@@ -128,7 +163,7 @@ class Backend:
             geometry.edge_weights,
             self.product_function(),
         )
-        return layer.aggregate(messages, target, dim_size=h.shape[0])
+        return messages, target
 
     def update(
         self, layer, h: torch.Tensor, aggregated: torch.Tensor, geometry: Geometry
@@ -154,10 +189,14 @@ class Backend:
         return module(x, attr, product)
 
     def __deepcopy__(self, memo) -> Backend:
-        return type(self)(compile=self.compile)  # compiled code is rebuilt for the copy
+        # compiled code is rebuilt for the copy
+        return type(self)(compile=self.compile, edge_chunk=self.edge_chunk)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, compile={self.compile})"
+        return (
+            f"{type(self).__name__}(name={self.name!r}, compile={self.compile}, "
+            f"edge_chunk={self.edge_chunk})"
+        )
 
 
 def compiled_node_update(layer):

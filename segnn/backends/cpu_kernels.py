@@ -15,7 +15,7 @@ import weakref
 
 import torch
 
-from segnn.backends.base import Capabilities
+from segnn.backends.base import EDGE_CHUNK, Capabilities
 from segnn.backends.edge_frame import EdgeFrameBackend
 from segnn.backends.geometry import Geometry
 from segnn.o3 import frame_kernels
@@ -37,8 +37,8 @@ class CpuKernelsBackend(EdgeFrameBackend):
     def runs_here(cls) -> bool:
         return frame_kernels.available()
 
-    def __init__(self, compile: bool = False):
-        super().__init__(compile)
+    def __init__(self, compile: bool = False, edge_chunk: int | None = EDGE_CHUNK):
+        super().__init__(compile, edge_chunk)
         self.tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def frames(self, geometry: Geometry, lmax: int) -> Geometry:

@@ -13,7 +13,7 @@ import weakref
 import torch
 from e3nn import o3
 
-from segnn.backends.base import Backend, Capabilities
+from segnn.backends.base import EDGE_CHUNK, Backend, Capabilities
 from segnn.o3.mlp import ProductFunction
 from segnn.o3.tensor_product import ConditionedTensorProduct
 
@@ -82,8 +82,8 @@ class E3nnBackend(Backend):
     name = "e3nn"
     capabilities = Capabilities(compile=False, fullgraph=False)
 
-    def __init__(self, compile: bool = False):
-        super().__init__(compile)
+    def __init__(self, compile: bool = False, edge_chunk: int | None = EDGE_CHUNK):
+        super().__init__(compile, edge_chunk)
         self.products: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def product_function(self) -> ProductFunction:

@@ -34,13 +34,15 @@ class EdgeFrameBackend(Backend):
             return geometry.with_frames(pairs=pairs)
         return geometry.with_frames(rotations=frame_rotations(geometry.edge_vectors, lmax))
 
-    def convolve(self, layer, h: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    def messages(
+        self, layer, h: torch.Tensor, geometry: Geometry
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = geometry.pairs
         if pairs is not None:
             messages = paired_messages(
                 layer, h.index_select(0, pairs.target), h.index_select(0, pairs.source), pairs
             )
-            return layer.aggregate(messages, pairs.receivers, dim_size=h.shape[0])
+            return messages, pairs.receivers
         source, target = geometry.edge_index
         frame_in, frame_out = layer.message_frames
         parts = layer.message_mlp.forward_frame(
@@ -55,7 +57,7 @@ class EdgeFrameBackend(Backend):
             geometry.edge_scalars,
             geometry.edge_weights,
         )
-        return layer.aggregate(messages, target, dim_size=h.shape[0])
+        return messages, target
 
 
 def paired_messages(

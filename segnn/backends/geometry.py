@@ -39,6 +39,49 @@ class Geometry:
     def num_nodes(self) -> int:
         return self.node_attr.shape[0]
 
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.shape[1]
+
+    def chunks(self, size: int | None) -> list[Geometry]:
+        """The edges in consecutive parts of at most ``size`` edges (``None``: one part, this
+        geometry); node features are shared. With ``pairs`` each part holds whole pairs (both
+        directions, still in the paired layout), so that parts of a paired graph keep their
+        edge frames."""
+        if size is None or self.num_edges <= size:
+            return [self]
+        if self.pairs is None:
+            return [
+                self.edge_part(slice(start, start + size))
+                for start in range(0, self.num_edges, size)
+            ]
+        num_pairs, per_part = self.num_edges // 2, max(size // 2, 1)
+        parts = []
+        for start in range(0, num_pairs, per_part):
+            stop = min(start + per_part, num_pairs)
+            edges = torch.cat(
+                [
+                    torch.arange(start, stop, device=self.edge_index.device),
+                    torch.arange(
+                        num_pairs + start, num_pairs + stop, device=self.edge_index.device
+                    ),
+                ]
+            )
+            parts.append(replace(self.edge_part(edges), pairs=self.pairs.part(start, stop)))
+        return parts
+
+    def edge_part(self, edges: slice | torch.Tensor) -> Geometry:
+        """The geometry of some of the edges (a slice or an index ``[E']``), nodes shared."""
+        return replace(
+            self,
+            edge_index=self.edge_index[:, edges],
+            edge_vectors=self.edge_vectors[edges],
+            edge_attr=self.edge_attr[edges],
+            edge_scalars=self.edge_scalars[edges],
+            edge_weights=None if self.edge_weights is None else self.edge_weights[edges],
+            rotations=None if self.rotations is None else [r[edges] for r in self.rotations],
+        )
+
     def with_frames(
         self, rotations: list[torch.Tensor] | None = None, pairs: EdgePairs | None = None
     ) -> Geometry:

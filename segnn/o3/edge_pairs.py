@@ -56,6 +56,20 @@ class EdgePairs(NamedTuple):
     edge_weights: torch.Tensor | None
     receiver_index: tuple[torch.Tensor, torch.Tensor] | None
 
+    def part(self, start: int, stop: int) -> EdgePairs:
+        """The pairs ``start:stop`` (views; no ``receiver_index``)."""
+        pairs = slice(start, stop)
+        return EdgePairs(
+            self.source[pairs],
+            self.target[pairs],
+            self.receivers[2 * start : 2 * stop],
+            [rotation[pairs] for rotation in self.rotations],
+            [rotation[pairs] for rotation in self.back_rotations],
+            self.edge_scalars[pairs],
+            None if self.edge_weights is None else self.edge_weights[pairs],
+            None,
+        )
+
 
 def edge_pairs(
     edge_index: torch.Tensor,
