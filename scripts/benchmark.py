@@ -5,6 +5,7 @@
     python scripts/benchmark.py ethanol [--threads 1] [--output bench.json]
     python scripts/benchmark.py profile [--backend cpu_kernels] [--repeats 3]
     python scripts/benchmark.py qm9 --backend edge_frame --backend cpu_kernels_compiled
+    python scripts/benchmark.py scale --atoms 3000 30000 --edge-chunk 32768 none
 
 ``nbody``: forward time of the N-body G+P model (``configs/nbody.yaml``) per batch of 100
 samples, and forward+backward+Adam time per training step, for each backend.
@@ -23,6 +24,10 @@ its time, by torch's profiler over ``--repeats`` steps after ``--warmup``: self 
 category of aten op (matmuls, copies and concatenations, gathers and scatters, views — whose
 time is dispatch overhead —, the rest: elementwise ops and reductions) and the ops that take
 longest. On CPU the profiler's own overhead inflates the many small ops a little.
+
+``scale``: energy + forces of periodic water boxes at liquid density (0.1 atoms/Å³) with
+``configs/ethanol_forces.yaml``'s model, each size and ``--edge-chunk`` in a fresh process:
+neighbour list, time per atom, peak memory, MD steps per second.
 
 Backends (same weights, same function; :mod:`segnn.backends`), timed in turns (A, B, C, A, B,
 C, ...): ``e3nn`` (the reference, always timed), ``plain``, ``edge_frame``, ``cpu_kernels``,
@@ -53,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segnn.backends import BACKENDS, make_backend
+from segnn.backends import BACKENDS, EDGE_CHUNK, make_backend
 from segnn.config import load_config
 from segnn.data.nbody import FullGraphCollate, NBody
 from segnn.data.padding import bucket, pad_batch
@@ -244,53 +249,106 @@ def water_box(molecules: int, seed: int = 0):
     return Atoms("OH2" * molecules, positions=positions.reshape(-1, 3), cell=[side] * 3, pbc=True)
 
 
+def scale_point(
+    atoms_wanted: int,
+    edge_chunk: int | None,
+    backend_name: str,
+    overrides: list[str],
+    repeats: int,
+    threads: int,
+    md_steps: int,
+) -> dict:
+    """One box size with one ``edge_chunk``, measured in a fresh process (see
+    :func:`benchmark_scale`): a process's peak memory is that of this size alone."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from segnn import SEGNNCalculator
+    from segnn.data.neighbours import neighbour_list
+    from segnn.models import build_model
+
+    torch.set_num_threads(threads)
+    config = load_config("configs/ethanol_forces.yaml", list(overrides))
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    backend = use_backend(model, backend_name, forces=True, edge_chunk=edge_chunk)
+    atoms = water_box(atoms_wanted // 3)
+    size = len(atoms)
+    result = {"atoms": size, "backend": backend.name, "edge_chunk": edge_chunk}
+    started = time.perf_counter()
+    edges, _ = neighbour_list(
+        torch.as_tensor(atoms.positions), config.data.cutoff, np.asarray(atoms.cell), atoms.pbc
+    )
+    result["neighbour_list_s"] = time.perf_counter() - started
+    result["edges"] = int(edges.shape[1])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = []
+    for _ in range(max(repeats, 1) + 1):  # the first call warms the allocator up
+        started = time.perf_counter()
+        (batch,) = model.batches([atoms], batch_size=1)
+        output = model(batch, forces=True)
+        times.append(time.perf_counter() - started)
+        del output, batch
+    seconds = statistics.median(times[1:])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result |= {
+        "energy_forces_s": seconds,
+        "us_per_atom": 1e6 * seconds / size,
+        "neighbour_list_share": result["neighbour_list_s"] / seconds,
+        "peak_resident_memory_mb": peak,
+        "memory_before_call_mb": before,
+        "call_memory_kb_per_atom": 1024 * (peak - before) / size,
+    }
+    if md_steps:
+        atoms.calc = SEGNNCalculator(model, dtype=torch.float32, backend=backend_name)
+        dynamics = VelocityVerlet(atoms, 0.5 * units.fs)
+        dynamics.run(1)  # the first step builds what later ones reuse
+        started = time.perf_counter()
+        dynamics.run(md_steps)
+        result["md_steps_per_s"] = md_steps / (time.perf_counter() - started)
+    return result
+
+
 def benchmark_scale(
     device: torch.device, repeats: int, warmup: int, overrides: list[str] = (), backends=None
 ) -> dict:
     """Energy + forces of periodic water boxes with ``configs/ethanol_forces.yaml``'s model
-    (untrained weights: speed only; float32): neighbour-list time, call time, time per atom
-    and the process's peak memory after each size (sizes from ``--atoms``)."""
-    from segnn.data.neighbours import neighbour_list
-    from segnn.models import build_model
+    (untrained weights: speed only; float32) for each size of ``--atoms`` and each
+    ``--edge-chunk``, each in a fresh process: neighbour-list time, call time (median of
+    ``repeats`` after a warm-up call), time per atom, peak memory, and MD steps per second
+    (velocity Verlet through :class:`segnn.SEGNNCalculator`, float32, default ``edge_chunk``)
+    for sizes up to ``--md-atoms``. CPU only (peak memory is the process's resident set)."""
+    import subprocess
 
-    config = load_config("configs/ethanol_forces.yaml", list(overrides))
-    torch.manual_seed(0)
-    model = build_model(config).to(device).eval()
-    backend = use_backend(model, (backends or ["auto"])[-1], forces=True)
-    result = {"benchmark": "scale", "overrides": list(overrides), "backend": backend.name}
+    if device.type != "cpu":
+        raise SystemExit("scale measures CPU processes; run it with --device cpu")
+    backend = (backends or ["auto"])[-1]
+    result = {"benchmark": "scale", "overrides": list(overrides), "backend": backend}
     for atoms_wanted in SCALE_ATOMS:
-        atoms = water_box(atoms_wanted // 3)
-        size = len(atoms)
-        positions = torch.as_tensor(atoms.positions)
-        cell = np.asarray(atoms.cell)
-        started = time.perf_counter()
-        edges, _ = neighbour_list(positions, config.data.cutoff, cell, atoms.pbc)
-        result[f"atoms_{size}_neighbour_list_s"] = time.perf_counter() - started
-        result[f"atoms_{size}_edges"] = int(edges.shape[1])
-        times = []
-        for _ in range(max(repeats, 1)):
-            started = time.perf_counter()
-            (batch,) = model.batches([atoms], batch_size=1)
-            output = model(batch, forces=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - started)
-            del output, batch
-        seconds = statistics.median(times)
-        result[f"atoms_{size}_energy_forces_s"] = seconds
-        result[f"atoms_{size}_us_per_atom"] = 1e6 * seconds / size
-        result[f"atoms_{size}_neighbour_list_share"] = (
-            result[f"atoms_{size}_neighbour_list_s"] / seconds
-        )
-        if device.type == "cuda":
-            result[f"atoms_{size}_peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            result[f"atoms_{size}_peak_resident_memory_mb"] = peak
+        for edge_chunk in SCALE_EDGE_CHUNKS:
+            # the calculator computes in parts of the default size
+            timed_md = atoms_wanted <= SCALE_MD_ATOMS[0] and edge_chunk == EDGE_CHUNK
+            point = [atoms_wanted, edge_chunk, backend, list(overrides), repeats]
+            point += [torch.get_num_threads(), SCALE_MD_STEPS if timed_md else 0]
+            child = subprocess.run(
+                [sys.executable, __file__, "scale", "--point", json.dumps(point)],
+                capture_output=True,
+                text=True,
+            )
+            if child.returncode != 0:
+                raise SystemExit(f"scale point {point} failed:\n{child.stderr}")
+            measured = json.loads(child.stdout.strip().splitlines()[-1])
+            result["backend"] = measured.pop("backend")
+            label = f"atoms_{measured.pop('atoms')}_chunk_{edge_chunk or 'none'}"
+            result |= {f"{label}_{key}": value for key, value in measured.items()}
+            print(label, f"{measured['energy_forces_s']:.2f} s", flush=True)
     return result
 
 
 SCALE_ATOMS = [3000, 30000]
+SCALE_EDGE_CHUNKS: list[int | None] = [EDGE_CHUNK]
+SCALE_MD_ATOMS = [3000]
+SCALE_MD_STEPS = 5
 
 
 def benchmark_ethanol(
@@ -471,6 +529,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="for scale: box sizes in atoms (default 3000 30000)",
     )
+    parser.add_argument(
+        "--edge-chunk",
+        nargs="+",
+        default=None,
+        metavar="EDGES",
+        help=f"for scale: edges per part of the messages, or none (default {EDGE_CHUNK})",
+    )
+    parser.add_argument(
+        "--md-atoms",
+        type=int,
+        default=None,
+        help="for scale: time MD steps for boxes up to this size (default 3000; 0: none)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=30)
@@ -493,7 +564,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="config override, e.g. --set model.hidden_allocation=dimension (repeatable)",
     )
+    parser.add_argument("--point", help=argparse.SUPPRESS)  # scale: one measurement, as JSON
     args = parser.parse_args(argv)
+    if args.point is not None:  # a child process of benchmark_scale
+        print(json.dumps(scale_point(*json.loads(args.point))))
+        return 0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
@@ -511,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.atoms:
         SCALE_ATOMS[:] = args.atoms
+    if args.edge_chunk:
+        SCALE_EDGE_CHUNKS[:] = [None if text == "none" else int(text) for text in args.edge_chunk]
+    if args.md_atoms is not None:
+        SCALE_MD_ATOMS[:] = [args.md_atoms]
     result = benchmarks[args.which](
         device, args.repeats, args.warmup, args.overrides, args.backends
     )

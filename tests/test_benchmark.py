@@ -95,10 +95,14 @@ def test_scale_benchmark_times_periodic_boxes(benchmark, tmp_path):
     output = tmp_path / "scale.json"
     tiny = ["--set", "model.hidden_features=8", "--set", "model.num_layers=1"]
     arguments = ["scale", "--atoms", "60", "90", "--repeats", "1", "--output", str(output)]
+    arguments += ["--edge-chunk", "500", "none", "--md-atoms", "60"]
     assert benchmark.main(arguments + tiny) == 0
     result = json.loads(output.read_text())
     for atoms in (60, 90):
-        assert result[f"atoms_{atoms}_edges"] > 0 and result[f"atoms_{atoms}_energy_forces_s"] > 0
-        assert 0 < result[f"atoms_{atoms}_neighbour_list_share"] < 1
+        for chunk in (500, "none"):
+            label = f"atoms_{atoms}_chunk_{chunk}"
+            assert result[f"{label}_edges"] > 500 and result[f"{label}_energy_forces_s"] > 0
+            assert 0 < result[f"{label}_neighbour_list_share"] < 1
+            assert result[f"{label}_peak_resident_memory_mb"] > 0
     box = benchmark.water_box(20)
     assert len(box) == 60 and box.get_volume() == pytest.approx(20 / 0.0334)
