@@ -289,3 +289,18 @@ def test_the_backend_is_not_saved_with_the_weights():
     keys = set(model.state_dict())
     use_backend(model, REFERENCE)
     assert set(model.state_dict()) == keys
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_backend_does_not_keep_its_models_alive(backend):
+    import gc
+    import weakref
+
+    model, batch = build("qm9", backend, torch.float64)
+    used = model.backend
+    model(batch)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
+    assert not len(getattr(used, "products", ())), "cached products outlive their model"

@@ -39,7 +39,9 @@ class ReferenceTensorProduct(torch.nn.Module):
             )
         finally:
             torch.set_default_dtype(previous)
-        self.product = [product]  # not a submodule: the parameters stay the product's own
+        # a weak reference, not a submodule: the parameters stay the product's own, and the
+        # backend's cache (keyed weakly by the product) lets both go with the model
+        self.product = weakref.ref(product)
         group_of = {(g.block_in, g.block_out): k for k, g in enumerate(product.groups)}
         paths_seen: dict[int, int] = {}
         # per e3nn instruction, in e3nn's order: (group index, first path, attribute copies,
@@ -56,7 +58,7 @@ class ReferenceTensorProduct(torch.nn.Module):
             paths_seen[group] = paths_seen.get(group, 0) + copies
 
     def flat_weight(self) -> torch.Tensor:
-        product = self.product[0]
+        product = self.product()
         pieces = []
         for group_index, path, copies, gain in self.pieces:
             group = product.groups[group_index]
@@ -67,7 +69,7 @@ class ReferenceTensorProduct(torch.nn.Module):
         return torch.cat(pieces)
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
-        product = self.product[0]
+        product = self.product()
         y = self.e3nn.to(dtype=x.dtype, device=x.device)(x, attr, self.flat_weight().to(x.dtype))
         if product.bias.numel() == 0:
             return y
