@@ -157,6 +157,11 @@ class DataConfig:
     (``xyz`` only; QM9 uses its standard 100,000/17,748/13,083 split)."""
     split_seed: int = 0
     """Seed of the split into train, validation and test."""
+    split_order: Literal["random", "file"] = "random"
+    """``random``: the structures are shuffled (``split_seed``) before the split; ``file``: the
+    first structures train, the next validate, the last test — for a trajectory, whose
+    neighbouring frames are alike, the test frames are then later in time than any trained on
+    (``xyz`` only)."""
     subset: SubsetConfig = field(default_factory=SubsetConfig)
     """Caps on each split's size for quick runs, e.g. ``{train: 4000, val: 500, test: 1000}``."""
     atom_references: bool = False

@@ -154,3 +154,17 @@ def test_dataset_errors_name_the_problem(tmp_path):
     broken.positions[1, 0] = np.nan
     with pytest.raises(ValueError, match="frame 0.*non-finite"):
         AtomsDataset([broken], "REF_energy", None)
+
+
+def test_file_order_split_holds_out_the_last_frames():
+    from segnn.train.tasks import split_structures
+
+    in_order = split_structures(10, [0.6, 0.2, 0.2], seed=3, shuffle=False)
+    assert [in_order[split].tolist() for split in ("train", "val", "test")] == [
+        [0, 1, 2, 3, 4, 5],
+        [6, 7],
+        [8, 9],
+    ]
+    shuffled = split_structures(10, [0.6, 0.2, 0.2], seed=3)
+    assert sorted(torch.cat(list(shuffled.values())).tolist()) == list(range(10))
+    assert shuffled["test"].tolist() != [8, 9]

@@ -167,10 +167,15 @@ class PropertyTask:
 
 
 def split_structures(
-    num_structures: int, fractions: list[float], seed: int
+    num_structures: int, fractions: list[float], seed: int, shuffle: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Seeded random train/val/test indices with the given fractions (rounded down, at least 1)."""
-    permutation = torch.randperm(num_structures, generator=torch.Generator().manual_seed(seed))
+    """Train/val/test indices with the given fractions (rounded down, at least 1): of the
+    structures shuffled by ``seed``, or in their order with ``shuffle=False``."""
+    permutation = (
+        torch.randperm(num_structures, generator=torch.Generator().manual_seed(seed))
+        if shuffle
+        else torch.arange(num_structures)
+    )
     sizes = [max(1, int(fraction * num_structures)) for fraction in fractions]
     if sum(sizes) > num_structures:
         raise ValueError(
@@ -201,7 +206,9 @@ class EnergyForceTask:
         structures = AtomsDataset.from_file(
             data.path, data.energy_key, data.forces_key, data.stress_key
         )
-        indices = split_structures(len(structures), data.split, data.split_seed)
+        indices = split_structures(
+            len(structures), data.split, data.split_seed, shuffle=data.split_order == "random"
+        )
         self.datasets = {}
         for split, chosen in indices.items():
             cap = getattr(data.subset, split)
