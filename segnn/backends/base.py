@@ -146,7 +146,9 @@ class Backend:
                 messages, receivers = checkpoint(self.messages, layer, h, part, use_reentrant=False)
             else:
                 messages, receivers = self.messages(layer, h, part)
-            aggregated.index_add_(0, receivers, messages)
+            # scatter_add_ keeps only the (broadcast) index for its backward; index_add_
+            # would keep every part's messages
+            aggregated.scatter_add_(0, receivers.unsqueeze(1).expand_as(messages), messages)
         return aggregated
 
     def messages(
