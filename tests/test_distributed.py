@@ -27,6 +27,11 @@ TINY = {
         ["model.hidden_features=8", "model.lmax_hidden=1", "model.num_layers=1"]
         + ["train.batch_size=8"],
     ),
+    "stress": (  # periodic water boxes: energies, forces and stress
+        "configs/water_pbc.yaml",
+        ["model.hidden_features=8", "model.lmax_hidden=1", "model.num_layers=1"]
+        + ["train.batch_size=8", "train.max_minutes=null"],
+    ),
 }
 
 
@@ -119,7 +124,7 @@ def trained_weights(run: Path) -> dict:
     return load_checkpoint(run / "last.pt")["model_state"]
 
 
-@pytest.mark.parametrize("name", ["qm9", "forces"])
+@pytest.mark.parametrize("name", ["qm9", "forces", "stress"])
 def test_two_ranks_make_the_updates_of_one_process(name, tmp_path):
     torch.set_num_threads(1)
     train_from_config(config_for(name, tmp_path / "one", "single"))
@@ -143,7 +148,7 @@ def test_two_ranks_make_the_updates_of_one_process(name, tmp_path):
     assert {"config.yaml", "metrics.csv", "best.pt", "last.pt", "results.json"} <= written
     assert not any(key.startswith("module.") for key in shared)
     model = segnn.load_model(tmp_path / "two" / "ddp" / "best.pt")
-    assert type(model).__name__ == ("EnergyModel" if name == "forces" else "PropertyModel")
+    assert type(model).__name__ == ("PropertyModel" if name == "qm9" else "EnergyModel")
 
 
 def test_a_distributed_run_resumes_exactly(tmp_path):

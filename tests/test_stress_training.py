@@ -1,12 +1,15 @@
 """Training on stress: reading it (Voigt, 9 or 3×3; errors named), the virial targets, the
 loss of a model on its own predictions, frames without stress beside frames with one."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
 
 import segnn
 from segnn.config import load_config
@@ -15,6 +18,7 @@ from segnn.testing import example_energy_model
 from segnn.train.tasks import EnergyForceTask
 
 CUTOFF = 3.0
+ROOT = Path(__file__).parents[1]
 
 
 def water_like_box(seed: int) -> Atoms:
@@ -109,8 +113,6 @@ def test_virial_targets_match_the_models_own_virial(model, frames):
 
 
 def stress_task(tmp_path, frames, stress_weight=1.0):
-    from ase.io import write
-
     path = tmp_path / "boxes.extxyz"
     write(path, frames)
     config = load_config(
@@ -171,6 +173,67 @@ def test_a_batch_without_any_stress_adds_nothing(tmp_path, frames):
     loss = task.loss(model, batch.apply(lambda t: t.double() if t.is_floating_point() else t))
     assert torch.isfinite(loss)
     task.config.train.stress_weight = 0.0
-    assert float(loss) == float(
-        task.loss(model, batch.apply(lambda t: t.double() if t.is_floating_point() else t))
-    )
+    without = task.loss(model, batch.apply(lambda t: t.double() if t.is_floating_point() else t))
+    assert float(loss.detach()) == float(without.detach())
+
+
+WATER = ROOT / "data" / "water" / "water32_gfn1xtb_330K.extxyz"
+ETHANOL = ROOT / "data" / "ethanol" / "ethanol_gfn2xtb_500K.extxyz"
+
+
+@pytest.fixture(scope="module")
+def water_run(tmp_path_factory):
+    """One epoch of a tiny model on 12 water boxes (with stress) and 6 ethanol molecules
+    (without), through the CLI."""
+    from segnn.cli import main
+
+    folder = tmp_path_factory.mktemp("water")
+    frames = read(WATER, index=":12") + read(ETHANOL, index=":6")
+    write(folder / "mixed.extxyz", frames)
+    tiny = [
+        f"data.path={folder / 'mixed.extxyz'}",
+        "model.species=[H, C, O]",
+        "model.hidden_features=8",
+        "model.num_layers=1",
+        "data.split=[0.5, 0.25, 0.25]",
+        "data.split_order=random",
+        "train.epochs=1",
+        "train.max_minutes=null",
+        f"train.runs_dir={folder}",
+        "train.run_name=run",
+    ]
+    overrides = [item for pair in zip(["--set"] * len(tiny), tiny) for item in pair]
+    assert main(["train", "--config", str(ROOT / "configs" / "water_pbc.yaml"), *overrides]) == 0
+    return folder / "run"
+
+
+def test_training_on_periodic_frames_with_stress_beside_molecules(water_run):
+    import csv
+    import json
+
+    with open(water_run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert "val_stress_mae" in rows[-1] and float(rows[-1]["val_stress_mae"]) > 0
+    results = json.loads((water_run / "results.json").read_text())
+    assert results["test_stress_mae"] > 0 and results["num_test_stress"] >= 1
+    assert (water_run / "parity_stress_test.png").is_file()
+    model = segnn.load_model(water_run / "best.pt")
+    box = read(WATER, index=0)
+    box.calc = segnn.SEGNNCalculator(model)
+    assert box.get_stress().shape == (6,) and np.isfinite(box.get_stress()).all()
+
+
+def test_npt_dynamics_report_the_density(water_run, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    summary = tmp_path / "npt.json"
+    command = [sys.executable, str(ROOT / "scripts" / "run_md.py")]
+    command += ["--checkpoint", str(water_run / "best.pt"), "--structure", str(WATER)]
+    command += ["--ensemble", "npt", "--steps", "4", "--timestep", "1.0"]
+    command += ["--hydrogen-mass", "2.014", "--temperature", "330", "--json", str(summary)]
+    subprocess.run(command, check=True, capture_output=True)
+    result = json.loads(summary.read_text())
+    assert result["atoms"] == 96 and result["finite"]
+    assert 0.5 < result["mean_density_g_per_cm3"] < 1.5
