@@ -81,6 +81,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--method", default="GFN2-xTB", help="tblite method")
     parser.add_argument("--output", type=Path, required=True, help="extended XYZ file to write")
+    parser.add_argument(
+        "--start-only",
+        action="store_true",
+        help="write only the starting structure (no tblite needed), e.g. to start a model's "
+        "dynamics where the reference's began",
+    )
     return parser.parse_args(argv)
 
 
@@ -157,12 +163,6 @@ def snapshot(atoms: Atoms, dynamics: MolecularDynamics) -> Atoms:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    os.environ["OMP_NUM_THREADS"] = "1"  # read when tblite's library loads, just below
-    try:
-        from tblite.ase import TBLite
-    except ImportError:
-        print("tblite is not installed: pip install 'segnn[xtb]'", file=sys.stderr)
-        return 2
     rng = np.random.default_rng(args.seed)
     if args.water_molecules is not None:
         atoms = water_box(args.water_molecules, rng)
@@ -170,6 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         atoms = molecule(args.molecule)
         name = args.molecule
+    if args.start_only:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        write(args.output, atoms, format="extxyz")
+        print(f"wrote the starting structure ({name}) to {args.output}")
+        return 0
+    os.environ["OMP_NUM_THREADS"] = "1"  # read when tblite's library loads, just below
+    try:
+        from tblite.ase import TBLite
+    except ImportError:
+        print("tblite is not installed: pip install 'segnn[xtb]'", file=sys.stderr)
+        return 2
     if args.hydrogen_mass is not None:
         masses = atoms.get_masses()
         masses[atoms.numbers == 1] = args.hydrogen_mass
