@@ -152,6 +152,9 @@ class DataConfig:
     ``xx yy zz yz xz xy``, 9 or 3×3) in ``atoms.info`` or the file's single-point results, e.g.
     ``stress`` (``xyz`` only; ``null``: no stress). Frames without one (molecules, or periodic
     frames that lack it) train on energies and forces only."""
+    virial_key: str | None = None
+    """Instead of ``stress_key``: key of the virial ``-stress × volume`` (eV; shapes as the
+    stress), as some data sets store it (``xyz`` only)."""
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """Train/validation/test fractions of the structures in ``path``, seeded by ``split_seed``
     (``xyz`` only; QM9 uses its standard 100,000/17,748/13,083 split)."""
@@ -173,6 +176,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require_positive("data.cutoff", self.cutoff)
+        if self.stress_key is not None and self.virial_key is not None:
+            raise ConfigError("give data.stress_key or data.virial_key, not both")
         if self.dataset == "xyz" and not self.path:
             raise ConfigError("data.dataset 'xyz' needs data.path, the structure file to read")
         if (
@@ -228,7 +233,8 @@ class TrainConfig:
     forces_weight: float = 1.0
     """Weight of the force error in the loss (``xyz`` data with forces)."""
     stress_weight: float = 1.0
-    """Weight of the stress error in the loss (``xyz`` data with ``data.stress_key``): the error
+    """Weight of the stress error in the loss (``xyz`` data with ``data.stress_key`` or
+    ``data.virial_key``): the error
     of the virial per atom, ``stress × volume / atoms``, in the units of the per-atom energy."""
     device: str = "auto"
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""

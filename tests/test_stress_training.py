@@ -64,6 +64,21 @@ def test_stress_reads_as_voigt_nine_or_three_by_three(frames):
         assert np.allclose(item.stress[0].numpy(), full, rtol=0, atol=1e-15)
 
 
+def test_a_virial_reads_as_minus_stress_times_volume(frames):
+    frame, stress = frames[1].copy(), frames[1].calc.results["stress"]
+    frame.info.update(energy=1.0, REF_virial=-stress * frame.get_volume())
+    from_virial = AtomsDataset([frame], forces_key=None, virial_key="REF_virial")[0]
+    frame.info["REF_stress"] = stress
+    from_stress = AtomsDataset([frame], forces_key=None, stress_key="REF_stress")[0]
+    assert torch.allclose(from_virial.stress, from_stress.stress, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="not both"):
+        AtomsDataset([frame], stress_key="REF_stress", virial_key="REF_virial")
+    from segnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.stress_key or data.virial_key"):
+        load_config(ROOT / "configs" / "water_pbc.yaml", ["data.virial_key=virial"])
+
+
 def test_frames_without_stress_train_on_energy_and_forces(frames):
     dataset = AtomsDataset(frames, stress_key="stress")
     assert [bool(item.has_stress) for item in dataset] == [True, True, True, False]

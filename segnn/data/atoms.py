@@ -91,7 +91,8 @@ class AtomsDataset(torch.utils.data.Dataset):
     ``pbc [1, 3]``; graphs are built per batch by :class:`segnn.data.RadiusGraphCollate`.
     ``energy_key``/``forces_key``/``stress_key`` name the fields of ``atoms.info``/
     ``atoms.arrays`` (or of the file's single-point results) that hold them; ``forces_key=None``
-    reads energies only. With a ``stress_key`` every item gets ``stress [1, 3, 3]`` float64
+    reads energies only. With a ``stress_key`` (or a ``virial_key``: the virial ``-stress × V``
+    in eV, converted) every item gets ``stress [1, 3, 3]`` float64
     (ASE's sign, ``(1/V) dE/dε``; given as 6 Voigt components ``xx yy zz yz xz xy``, 9 or 3×3)
     and ``has_stress [1]`` (false, with a zero stress, for frames that have none, e.g. molecules
     beside the periodic cells).
@@ -104,7 +105,11 @@ class AtomsDataset(torch.utils.data.Dataset):
         forces_key: str | None = "forces",
         source: str = "structures",
         stress_key: str | None = None,
+        virial_key: str | None = None,
     ):
+        if stress_key is not None and virial_key is not None:
+            raise ValueError("give a stress_key or a virial_key, not both")
+        tensor_key = stress_key if virial_key is None else virial_key
         self.items = []
         for index, atoms in enumerate(frames):
             where = f"{source}, frame {index}"
@@ -127,17 +132,20 @@ class AtomsDataset(torch.utils.data.Dataset):
                 forces_key is not None and not torch.isfinite(graph.forces).all()
             ):
                 raise ValueError(f"{where} has non-finite reference energy or forces")
-            if stress_key is not None:
-                stress = _frame_value(atoms, stress_key, per_atom=False)
-                graph.stress = _stress_tensor(stress, atoms, stress_key, where)
-                graph.has_stress = torch.tensor([stress is not None])
+            if tensor_key is not None:
+                value = _frame_value(atoms, tensor_key, per_atom=False)
+                graph.stress = _stress_tensor(
+                    value, atoms, tensor_key, where, virial_key is not None
+                )
+                graph.has_stress = torch.tensor([value is not None])
             self.items.append(graph)
         if not self.items:
             raise ValueError(f"{source} holds no structures")
-        if stress_key is not None and not any(item.has_stress for item in self.items):
-            raise ValueError(f"no frame of {source} has a stress under the key {stress_key!r}")
+        if tensor_key is not None and not any(item.has_stress for item in self.items):
+            what = "stress" if virial_key is None else "virial"
+            raise ValueError(f"no frame of {source} has a {what} under the key {tensor_key!r}")
         self.has_forces = forces_key is not None
-        self.has_stress = stress_key is not None
+        self.has_stress = tensor_key is not None
 
     @classmethod
     def from_file(
@@ -146,10 +154,11 @@ class AtomsDataset(torch.utils.data.Dataset):
         energy_key: str = "energy",
         forces_key: str | None = "forces",
         stress_key: str | None = None,
+        virial_key: str | None = None,
     ) -> AtomsDataset:
         """Read every frame of ``path`` (raises ``FileNotFoundError``/``ValueError`` that name it)."""
         frames = read_structures(path)
-        return cls(frames, energy_key, forces_key, source=str(path), stress_key=stress_key)
+        return cls(frames, energy_key, forces_key, str(path), stress_key, virial_key)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -184,18 +193,20 @@ class AtomsDataset(torch.utils.data.Dataset):
 VOIGT_ROWS, VOIGT_COLUMNS = [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]  # xx yy zz yz xz xy
 
 
-def _stress_tensor(stress, atoms: Atoms, key: str, where: str) -> torch.Tensor:
-    """A frame's stress as ``[1, 3, 3]`` float64 (zeros for ``None``); ``ValueError`` for a
-    wrong shape, non-finite values or a stress on a structure without a volume."""
+def _stress_tensor(value, atoms: Atoms, key: str, where: str, virial: bool = False) -> torch.Tensor:
+    """A frame's stress (eV/Å³; from a ``virial`` in eV: ``-virial / V``) as ``[1, 3, 3]``
+    float64, zeros for ``None``; ``ValueError`` for a wrong shape, non-finite values or a
+    structure without a volume."""
     tensor = torch.zeros(1, 3, 3, dtype=torch.float64)
-    if stress is None:
+    if value is None:
         return tensor
+    what = "virial" if virial else "stress"
     if not atoms.pbc.all():
         raise ValueError(
-            f"{where} has a stress under {key!r} but is not periodic in all three directions "
-            f"(pbc {atoms.pbc.tolist()}): a stress needs a cell volume"
+            f"{where} has a {what} under {key!r} but is not periodic in all three directions "
+            f"(pbc {atoms.pbc.tolist()}): a {what} needs a cell volume"
         )
-    values = np.asarray(stress, dtype=np.float64)
+    values = np.asarray(value, dtype=np.float64)
     if values.shape == (6,):
         full = np.empty((3, 3))
         full[VOIGT_ROWS, VOIGT_COLUMNS] = values
@@ -205,11 +216,13 @@ def _stress_tensor(stress, atoms: Atoms, key: str, where: str) -> torch.Tensor:
         values = values.reshape(3, 3)
     else:
         raise ValueError(
-            f"{where}: the stress under {key!r} has shape {values.shape}; expected 6 Voigt "
-            f"components (xx yy zz yz xz xy), 9 components or 3x3 (eV/Å³)"
+            f"{where}: the {what} under {key!r} has shape {values.shape}; expected 6 Voigt "
+            f"components (xx yy zz yz xz xy), 9 components or 3x3"
         )
     if not np.isfinite(values).all():
-        raise ValueError(f"{where} has a non-finite stress under {key!r}")
+        raise ValueError(f"{where} has a non-finite {what} under {key!r}")
+    if virial:
+        values = -values / abs(np.linalg.det(atoms.get_cell()))
     tensor[0] = torch.from_numpy(values)
     return tensor
 

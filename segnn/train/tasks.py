@@ -204,7 +204,7 @@ class EnergyForceTask:
         self.config = config
         data = config.data
         structures = AtomsDataset.from_file(
-            data.path, data.energy_key, data.forces_key, data.stress_key
+            data.path, data.energy_key, data.forces_key, data.stress_key, data.virial_key
         )
         indices = split_structures(
             len(structures), data.split, data.split_seed, shuffle=data.split_order == "random"
