@@ -6,7 +6,8 @@ rotating every message back and summing it per atom are each one pass of a C++ k
 once and only with respect to the features, so this backend serves CPU training and inference
 without forces and without radial weights (QM9-style models, the N-body system); where a
 batch needs a gradient with respect to positions, or its graph is not paired, its layers take
-the ``edge_frame`` path, the same numbers. The kernels are built on first use (~10 s, cached).
+the ``edge_frame`` path, the same numbers (in parts of ``edge_chunk`` edges). The fused kernels
+take a whole graph at once. The kernels are built on first use (~10 s, cached).
 """
 
 from __future__ import annotations
