@@ -112,8 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = select_device(config.train.device)
     task = make_task(config)
     model = model_from_checkpoint(payload).to(device).eval()
-    derivatives = any(getattr(task, key, False) for key in ("has_forces", "has_stress"))
-    use_backend(model, args.backend, forces=derivatives)
+    use_backend(model, args.backend, forces=task.differentiates)
     split = batches(task.datasets[args.split], task.collate, config.train.batch_size, device)
     metrics = task.evaluate(model, split)
     report = {"target": model.target["name"], "split": args.split}

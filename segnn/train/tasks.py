@@ -11,7 +11,9 @@ The :class:`segnn.train.Trainer` is the same for every task; a task supplies
   ``evaluate(model, batches)`` — both: ``{metric: value}`` in report units (``metrics`` names them
   and their units; ``selection_metric`` picks best checkpoints and early stopping);
 * ``report(model, batches, run_dir)`` — test metrics, a baseline and parity plots, and
-  ``summary(results)`` — one line that says them.
+  ``summary(results)`` — one line that says them;
+* ``differentiates`` — whether the loss takes derivatives of the model's output with respect
+  to positions (forces, stress), which the backend must then support twice.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def elementwise_loss(
 
 class PropertyTask:
     """One QM9 property; metric: MAE in the literature's unit (e.g. meV)."""
+
+    differentiates = False
 
     def __init__(self, config: Config):
         self.config = config
@@ -215,6 +219,7 @@ class EnergyForceTask:
             self.datasets[split] = structures.subset(chosen if cap is None else chosen[:cap])
         self.has_forces = structures.has_forces
         self.has_stress = structures.has_stress
+        self.differentiates = self.has_forces or self.has_stress
         self.collate = RadiusGraphCollate(data.cutoff)
         self.metrics = {"energy_mae": "meV"}
         if self.has_forces:
@@ -372,6 +377,8 @@ class EnergyForceTask:
 class NBodyTask:
     """Charged N-body system: predict positions 1,000 steps ahead; metric: mean squared error
     of the coordinates (the literature's "MSE", e.g. SEGNN .0043, EGNN .0070)."""
+
+    differentiates = False
 
     def __init__(self, config: Config):
         self.config = config

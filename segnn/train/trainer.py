@@ -196,7 +196,7 @@ class Trainer:
         """Give ``model`` the backend of ``train.backend`` for this task: forces and second
         derivatives when it trains on forces or stress (then nothing is compiled), else compiled
         node updates when ``training`` and :meth:`compiles`."""
-        force_training = any(getattr(self.task, key, False) for key in ("has_forces", "has_stress"))
+        force_training = self.task.differentiates
         return use_backend(
             model,
             self.config.train.backend,
