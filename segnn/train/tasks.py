@@ -276,11 +276,14 @@ class EnergyForceTask:
     def predict(self, model: EnergyModel, batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
         """Energies ``[S]``, forces ``[N, 3]`` and stresses ``[S', 3, 3]`` (of the ``S'``
         structures that have one) predicted and referenced (float64, CPU), in batch order."""
-        collected: dict[str, list[torch.Tensor]] = {"stress": [], "stress_ref": []}
+        keys = ["energy"] + ["forces"] * self.has_forces + ["stress"] * self.has_stress
+        collected: dict[str, list[torch.Tensor]] = {
+            name: [] for key in keys for name in (key, f"{key}_ref")
+        }
 
         def add(key: str, predicted: torch.Tensor, reference: torch.Tensor) -> None:
-            collected.setdefault(key, []).append(predicted.detach().double().cpu())
-            collected.setdefault(f"{key}_ref", []).append(reference.double().cpu())
+            collected[key].append(predicted.detach().double().cpu())
+            collected[f"{key}_ref"].append(reference.double().cpu())
 
         for batch in batches:
             stress = self.has_stress and "cell" in batch
@@ -291,9 +294,7 @@ class EnergyForceTask:
             if stress:
                 chosen = batch.has_stress
                 add("stress", output["stress"][chosen], batch.stress[chosen])
-        if not self.has_stress:
-            del collected["stress"], collected["stress_ref"]
-        empty = torch.zeros(0, 3, 3, dtype=torch.float64)
+        empty = torch.zeros(0, 3, 3, dtype=torch.float64)  # no batch had a stress
         return {key: torch.cat(values) if values else empty for key, values in collected.items()}
 
     @staticmethod
