@@ -152,6 +152,11 @@ class PropertyModel(AtomisticModel):
         return self(batch)
 
 
+def cell_volumes(cell: torch.Tensor) -> torch.Tensor:
+    """``|det cell|`` of cells ``[G, 3, 3]`` as ``[G, 1, 1]`` (to scale per-graph tensors)."""
+    return torch.linalg.det(cell).abs()[:, None, None]
+
+
 class EnergyModel(AtomisticModel):
     """A potential energy surface: ``E = Σ_i reference[z_i] + scale * Σ_i e_i`` (eV) with
     ``e_i`` the per-atom scalar of a ``task: energy`` :class:`SEGNN`, and forces ``F = -dE/dx``
@@ -225,8 +230,7 @@ class EnergyModel(AtomisticModel):
         stress = getattr(batch, "stress", None)
         virial = None
         if stress is not None and "cell" in batch:
-            volume = torch.linalg.det(batch.cell.double()).abs()
-            virial = -stress.double() * volume[:, None, None] / self.scale
+            virial = -stress.double() * cell_volumes(batch.cell.double()) / self.scale
         return energy, forces, virial
 
     def forward(
@@ -241,8 +245,8 @@ class EnergyModel(AtomisticModel):
         if force is not None:
             result["forces"] = (self.scale.to(force.dtype) * force).detach()
         if virial is not None:
-            volume = torch.linalg.det(batch.cell.to(virial.dtype)).abs()
-            stress_tensor = -virial * self.scale.to(virial.dtype) / volume[:, None, None]
+            volume = cell_volumes(batch.cell.to(virial.dtype))
+            stress_tensor = -virial * self.scale.to(virial.dtype) / volume
             result["stress"] = stress_tensor.detach()
         return result
 
