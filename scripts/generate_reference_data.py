@@ -3,8 +3,10 @@
 Two systems, both through the ``tblite`` package and its ASE calculator
 (``pip install 'segnn[xtb]'``):
 
-* one molecule (``--molecule``, default ethanol) in Langevin dynamics, frames with energy (eV)
-  and forces (eV/Å);
+* one molecule in Langevin dynamics, frames with energy (eV) and forces (eV/Å): a name that
+  ``ase.build.molecule`` knows (``--molecule``, default ethanol), a SMILES string
+  (``--smiles``: hydrogens added, a 3D start embedded by RDKit's ETKDG from ``--seed`` and relaxed
+  in the MMFF94 force field) or any structure file ASE reads (``--structure``);
 * a periodic box of liquid water (``--water-molecules N``) in NPT dynamics
   (Langevin BAOAB with a Langevin-Hoover barostat, ``ase.md.langevinbaoab``: temperature
   and pressure held, the cell keeps its shape and breathes), frames with
@@ -18,6 +20,8 @@ committed data sets were made with::
     python scripts/generate_reference_data.py --water-molecules 32 --method GFN1-xTB \\
         --temperature 330 --timestep 1.0 --hydrogen-mass 2.014 --interval 5 --frames 400 \\
         --equilibration 1500 --output data/water/water32_gfn1xtb_330K.extxyz
+    python scripts/generate_reference_data.py --smiles "CC(=O)NC(C)C(=O)NC" \
+        --output data/dipeptide/alanine_dipeptide_gfn2xtb_500K.extxyz
 
 ``--hydrogen-mass`` changes only the dynamics: configurations are distributed by the potential
 energy alone, so heavier hydrogens allow a longer time step without changing what is sampled
@@ -39,7 +43,7 @@ from ase import Atoms, units
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixCom
-from ase.io import write
+from ase.io import read, write
 from ase.md.md import MolecularDynamics
 from ase.md.velocitydistribution import Stationary, ZeroRotation
 from tqdm import tqdm
@@ -54,11 +58,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    system = parser.add_argument_group("system (one of)")
+    system = parser.add_argument_group("system (one of)").add_mutually_exclusive_group()
     system.add_argument(
         "--molecule",
         default="CH3CH2OH",
         help="a name ase.build.molecule knows (default: CH3CH2OH, ethanol)",
+    )
+    system.add_argument(
+        "--smiles",
+        help="a molecule as SMILES, e.g. 'CC(=O)NC(C)C(=O)NC' (alanine dipeptide); hydrogens "
+        "are added and RDKit embeds and relaxes a 3D start",
+    )
+    system.add_argument(
+        "--structure", type=Path, help="a molecule from any structure file ASE reads"
     )
     system.add_argument(
         "--water-molecules",
@@ -110,6 +122,42 @@ def water_box(molecules: int, rng: np.random.Generator) -> Atoms:
         box += Atoms(water.symbols, positions=water.positions @ rotation.T + oxygen)
     box.wrap()
     return box
+
+
+def molecule_from_smiles(smiles: str, seed: int) -> Atoms:
+    """A 3D structure of the molecule ``smiles`` with its hydrogens: RDKit's ETKDG embedding
+    (seeded), relaxed in the MMFF94 force field. Raises ``ValueError`` for a SMILES that RDKit
+    cannot parse or embed."""
+    try:
+        from rdkit import Chem
+        from rdkit.Chem import AllChem
+    except ImportError:
+        raise ValueError("--smiles needs RDKit: pip install 'segnn[xtb]'") from None
+    parsed = Chem.MolFromSmiles(smiles)
+    if parsed is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
+    with_hydrogens = Chem.AddHs(parsed)
+    parameters = AllChem.ETKDGv3()
+    parameters.randomSeed = seed
+    if AllChem.EmbedMolecule(with_hydrogens, parameters) != 0:
+        raise ValueError(f"RDKit could not embed the SMILES {smiles!r} in 3D")
+    AllChem.MMFFOptimizeMolecule(with_hydrogens)
+    symbols = [atom.GetSymbol() for atom in with_hydrogens.GetAtoms()]
+    return Atoms(symbols, positions=with_hydrogens.GetConformer().GetPositions())
+
+
+def starting_structure(args: argparse.Namespace, rng: np.random.Generator) -> tuple[Atoms, str]:
+    """The system to simulate and its name, from the command line's choice."""
+    if args.water_molecules is not None:
+        return water_box(args.water_molecules, rng), f"{args.water_molecules} H2O"
+    if args.smiles is not None:
+        return molecule_from_smiles(args.smiles, args.seed), args.smiles
+    if args.structure is not None:
+        if not args.structure.is_file():
+            raise ValueError(f"structure file not found: {args.structure}")
+        atoms = read(args.structure)
+        return Atoms(atoms.symbols, positions=atoms.positions), atoms.get_chemical_formula()
+    return molecule(args.molecule), args.molecule
 
 
 def density(atoms: Atoms) -> float:
@@ -164,12 +212,11 @@ def snapshot(atoms: Atoms, dynamics: MolecularDynamics) -> Atoms:
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     rng = np.random.default_rng(args.seed)
-    if args.water_molecules is not None:
-        atoms = water_box(args.water_molecules, rng)
-        name = f"{args.water_molecules} H2O"
-    else:
-        atoms = molecule(args.molecule)
-        name = args.molecule
+    try:
+        atoms, name = starting_structure(args, rng)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     if args.start_only:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         write(args.output, atoms, format="extxyz")
