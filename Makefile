@@ -8,7 +8,11 @@ TRAIN_CONFIG ?= configs/qm9_quick.yaml
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all train lint clean
+# MACE in an environment of its own, for scripts/compare_mace.py (never a dependency of segnn)
+MACE_VENV ?= .venv-mace
+MACE_SPEC ?= mace-torch==0.3.16
+
+.PHONY: venv test test-all train lint clean mace-venv
 
 venv: $(STAMP)
 
@@ -28,8 +32,17 @@ test-all: $(STAMP)
 train: $(STAMP)
 	$(BIN)/segnn train --config $(TRAIN_CONFIG)
 
+mace-venv: $(MACE_VENV)/.installed
+
+$(MACE_VENV)/.installed:
+	test -x $(MACE_VENV)/bin/python || $(PYTHON) -m venv $(MACE_VENV)
+	$(MACE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MACE_VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
+	$(MACE_VENV)/bin/python -m pip install --quiet $(MACE_SPEC)
+	touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check segnn tests scripts
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(MACE_VENV) runs .pytest_cache
