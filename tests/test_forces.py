@@ -202,6 +202,35 @@ def test_calculator_takes_build_model_of_a_force_field_config():
     assert atoms.calc.backend.capabilities.forces
 
 
+def test_committee_returns_the_mean_and_the_spread_of_its_models():
+    first, second = example_energy_model(seed=0), example_energy_model(seed=1)
+    atoms = ethanol_frames(1)[0]
+    alone = []
+    for model in (first, second):
+        atoms.calc = SEGNNCalculator(model)
+        alone.append((atoms.get_potential_energy(), atoms.get_forces()))
+    atoms.calc = SEGNNCalculator([first, second])
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    (e1, f1), (e2, f2) = alone
+    assert abs(energy - (e1 + e2) / 2) < 1e-9 and np.allclose(forces, (f1 + f2) / 2, atol=1e-12)
+    # two members: each sits half their difference away from the mean
+    assert abs(atoms.calc.results["energy_spread"] - abs(e1 - e2) / 2) < 1e-9
+    expected = np.linalg.norm(f1 - f2, axis=1) / 2
+    assert np.allclose(atoms.calc.results["forces_spread"], expected, atol=1e-12)
+    assert expected.min() > 1e-6  # different weights disagree everywhere
+
+
+def test_committee_of_one_model_twice_has_no_spread():
+    model = example_energy_model()
+    atoms = ethanol_frames(1)[0]
+    atoms.calc = SEGNNCalculator([model, model])
+    atoms.get_forces()
+    assert atoms.calc.results["energy_spread"] < 1e-12
+    assert np.abs(atoms.calc.results["forces_spread"]).max() < 1e-12
+    with pytest.raises(ValueError, match="at least one"):
+        SEGNNCalculator([])
+
+
 def test_atoms_to_graph_rejects_bad_structures():
     with pytest.raises(ValueError, match="no atoms"):
         atoms_to_graph(Atoms(), 3.0)
