@@ -33,6 +33,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,8 +149,10 @@ def reference_forces(frame: Atoms, key: str) -> np.ndarray:
 
 
 def environment(threads: int) -> dict[str, str]:
-    """Both codes' environment: ``threads`` threads, progress bars redrawn every 30 s (logs)."""
+    """Both codes' environment: ``threads`` threads, output unbuffered (MACE's log lines arrive
+    as written), progress bars redrawn every 30 s."""
     return os.environ | {
+        "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "TQDM_MININTERVAL": "30",
@@ -219,21 +222,20 @@ def train_mace(args: argparse.Namespace, files: dict[str, Path], run_dir: Path) 
             text=True,
             env=environment(args.threads),
         )
-        started = None
-        for line in process.stdout:
+        started, stop = None, None
+        for line in process.stdout:  # MACE logs once an epoch: a timer stops it on time
             log.write(line)
             if started is None and MACE_STARTED in line:
                 started = time.monotonic()
+                stop = threading.Timer(60 * args.minutes, process.send_signal, [signal.SIGINT])
+                stop.start()
                 print(f"MACE started training; stopping it in {args.minutes} min", flush=True)
-            if started is not None and time.monotonic() - started > 60 * args.minutes:
-                process.send_signal(signal.SIGINT)
-                break
-        for line in process.stdout:
-            log.write(line)
         process.wait()
+        if stop is not None:
+            stop.cancel()
     if started is None:
         raise RuntimeError(f"MACE did not start training; see {log_path}")
-    trained_seconds = time.monotonic() - started
+    trained_seconds = min(time.monotonic() - started, 60 * args.minutes)
     checkpoints = sorted((run_dir / "checkpoints").glob("*.pt"), key=checkpoint_epoch)
     if not checkpoints:
         raise RuntimeError(f"MACE wrote no checkpoint in {args.minutes} min; see {log_path}")

@@ -1,6 +1,7 @@
 """scripts/compare_mace.py: MACE gets exactly segnn's frames and split, and its run is read back
 right. (The comparison itself trains for many minutes and is not part of the tests.)"""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,37 @@ def test_refuses_a_config_without_forces_and_a_missing_mace(compare, tmp_path, c
     arguments = ["--config", "configs/ethanol_forces.yaml", "--output", output, *missing]
     assert compare.main(arguments) == 2
     assert "make mace-venv" in capsys.readouterr().err
+
+
+FAKE_MACE = """#!/usr/bin/env python3
+import sys, time
+import time
+from pathlib import Path
+work = Path([a for a in sys.argv if a.startswith("--work_dir=")][0].split("=", 1)[1])
+if "--restart_latest" in sys.argv:
+    (work / "mace.model").write_text("model")
+    sys.exit(0)
+(work / "checkpoints").mkdir(parents=True)
+(work / "checkpoints" / "mace_run-0_epoch-3.pt").write_text("weights")
+print("INFO: Started training, reporting errors on validation set")
+print("INFO: Epoch 3: head: Default, loss=1.0")
+time.sleep(600)  # one long, silent epoch: only a timer stops it
+"""
+
+
+def test_mace_is_stopped_on_time_even_between_log_lines(compare, tmp_path):
+    fake = tmp_path / "bin" / "mace_run_train"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_MACE)
+    fake.chmod(0o755)
+    args = compare.parse_arguments(
+        ["--config", "configs/ethanol_forces.yaml", "--output", str(tmp_path / "out.json")]
+    )
+    args.mace_python, args.minutes = fake.parent / "python", 0.05
+    files = {split: tmp_path / f"{split}.xyz" for split in ("train", "val", "test")}
+    started = time.monotonic()
+    trained = compare.train_mace(args, files, tmp_path / "run")
+    assert time.monotonic() - started < 30
+    assert trained["best_epoch"] == 3 and trained["epochs"] == 4
+    assert trained["train_seconds"] == pytest.approx(3.0, abs=1.0)
+    assert Path(trained["model"]).read_text() == "model"
