@@ -200,7 +200,10 @@ def dynamics_for(atoms: Atoms, args: argparse.Namespace, rng: np.random.Generato
 def snapshot(atoms: Atoms, dynamics: MolecularDynamics) -> Atoms:
     """A copy of the current frame with its reference results and standard masses."""
     frame = Atoms(atoms.symbols, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    # the method's own forces -dE/dx: FixCom's projection (F_i - m_i λ with λ = Σ m F / Σ m²)
+    # steers the dynamics but is no gradient of the energy, and no model could fit it
+    forces = atoms.get_forces(apply_constraint=False)
+    results = {"energy": atoms.get_potential_energy(), "forces": forces}
     if atoms.pbc.all():
         results["stress"] = atoms.get_stress(voigt=True)
         frame.info["density"] = density(atoms)
