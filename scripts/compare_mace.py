@@ -41,6 +41,8 @@ import numpy as np
 from ase import Atoms
 from ase.io import read, write
 
+from segnn.data.atoms import frame_value
+
 EPOCHS = 100000
 """Epochs of both codes' runs: more than fit in any budget, so the clock ends every run."""
 MACE_SMALL = {
@@ -137,15 +139,11 @@ def write_reference(frames: list[Atoms], path: Path, config) -> None:
 
 
 def reference_energy(frame: Atoms, key: str) -> float:
-    if key in frame.info:
-        return float(frame.info[key])
-    return float(frame.calc.results[key])
+    return float(frame_value(frame, key, per_atom=False))
 
 
 def reference_forces(frame: Atoms, key: str) -> np.ndarray:
-    if key in frame.arrays:
-        return np.asarray(frame.arrays[key], dtype=float)
-    return np.asarray(frame.calc.results[key], dtype=float)
+    return np.asarray(frame_value(frame, key, per_atom=True), dtype=float)
 
 
 def environment(threads: int) -> dict[str, str]:

@@ -70,7 +70,7 @@ def read_structures(path: str | Path) -> list[Atoms]:
         raise ValueError(f"ASE cannot read {path}: {error}") from None
 
 
-def _frame_value(atoms: Atoms, key: str, per_atom: bool):
+def frame_value(atoms: Atoms, key: str, per_atom: bool):
     """A frame's reference value: ``atoms.arrays``/``atoms.info`` first, then the results that
     ASE's extended-XYZ reader moves into a single-point calculator (``energy``, ``forces``)."""
     store = atoms.arrays if per_atom else atoms.info
@@ -114,12 +114,12 @@ class AtomsDataset(torch.utils.data.Dataset):
         for index, atoms in enumerate(frames):
             where = f"{source}, frame {index}"
             graph = _structure_graph(atoms, where)
-            energy = _frame_value(atoms, energy_key, per_atom=False)
+            energy = frame_value(atoms, energy_key, per_atom=False)
             if energy is None:
                 raise ValueError(f"{where} has no energy under the key {energy_key!r}")
             graph.energy = torch.tensor([float(energy)], dtype=torch.float64)
             if forces_key is not None:
-                forces = _frame_value(atoms, forces_key, per_atom=True)
+                forces = frame_value(atoms, forces_key, per_atom=True)
                 if forces is None:
                     raise ValueError(f"{where} has no forces under the key {forces_key!r}")
                 forces = torch.as_tensor(np.asarray(forces, dtype=np.float64))
@@ -133,7 +133,7 @@ class AtomsDataset(torch.utils.data.Dataset):
             ):
                 raise ValueError(f"{where} has non-finite reference energy or forces")
             if tensor_key is not None:
-                value = _frame_value(atoms, tensor_key, per_atom=False)
+                value = frame_value(atoms, tensor_key, per_atom=False)
                 graph.stress = _stress_tensor(
                     value, atoms, tensor_key, where, virial_key is not None
                 )
