@@ -166,14 +166,18 @@ def test_forces_take_the_pytorch_ops(monkeypatch):
     assert (forces[1] - forces[0]).abs().max() <= 1e-12 * forces[0].abs().max()
 
 
-def test_a_failed_build_warns_and_keeps_the_pytorch_ops(monkeypatch):
+def test_a_failed_build_warns_and_keeps_the_pytorch_ops(monkeypatch, tmp_path):
     import torch.utils.cpp_extension
+
+    import segnn.extensions
 
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
     calls = count_fused_calls(monkeypatch)
     monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    monkeypatch.setenv("SEGNN_EXTENSION_DIR", str(tmp_path))  # nothing built there
+    monkeypatch.setattr(segnn.extensions, "_loaded", {})  # as in a fresh process
     frame_kernels.available.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="could not be built.*no compiler here"):

@@ -20,51 +20,37 @@ only once (force training differentiates twice; a second derivative raises), so 
 ``cpu_kernels`` backend uses them only where positions need no gradient (no forces) and on
 CPU tensors (:func:`usable`).
 The kernels check shapes, types and index ranges before touching memory. They are compiled
-with the machine's C++ compiler on first use (~10 s, cached by PyTorch under
-``~/.cache/torch_extensions``); where that fails a warning says so and ``auto`` picks the
-``edge_frame`` backend.
+with the machine's C++ compiler on first use (~10 s, once per machine: :mod:`segnn.extensions`);
+where that fails a warning says so and ``auto`` picks the ``edge_frame`` backend.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import warnings
 from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from segnn.extensions import load_extension
 from segnn.o3.edge_frame import FrameConcat, FrameLayout
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "frame_kernels.cpp"
+FLAGS = ["-O3", "-fopenmp"]
 
 
 @functools.cache
 def available() -> bool:
-    """Whether the kernels are loaded, building them on the first call (warns if that fails)."""
-    if shutil.which("ninja") is None:  # PyTorch builds with ninja; the pip package ships one
-        try:
-            import ninja
-
-            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-        except ImportError:
-            pass
+    """Whether the kernels are loaded, building them on the first call (warns if that fails;
+    :mod:`segnn.extensions` builds once per machine and never waits on a dead build)."""
     try:
-        from torch.utils.cpp_extension import load
-
-        load(
-            name="segnn_frame_kernels",
-            sources=[str(SOURCE)],
-            extra_cflags=["-O3", "-fopenmp"],
-            is_python_module=False,
-        )
-    except Exception as error:  # no compiler, no ninja, a failed build: keep the torch path
+        load_extension("segnn_frame_kernels", SOURCE, FLAGS)
+    except Exception as error:  # no compiler, a failed build, a build that did not finish
         warnings.warn(
-            f"segnn: the fused edge-frame kernels could not be built ({type(error).__name__}: "
-            f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}); using "
-            "PyTorch ops instead (same results, slower). Choose train.backend: edge_frame to skip.",
+            f"segnn: the fused edge-frame kernels could not be built or loaded ({error}); "
+            "using the edge_frame backend's PyTorch ops instead (same results, slower). "
+            "Choose train.backend: edge_frame to skip them.",
             RuntimeWarning,
             stacklevel=2,
         )
