@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from segnn.files import write_atomically
 
 FORMAT = "segnn-checkpoint-v2"
 REQUIRED_KEYS = ("format", "segnn_version", "config", "model_state", "species")
@@ -18,21 +19,15 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically (temporary file in the same folder, then rename),
-    so an interrupted save never leaves a truncated checkpoint behind."""
+    """Write ``payload`` to ``path`` atomically: serialised in memory, then written through a
+    temporary file in the same folder and renamed, so an interrupted or failed save never
+    leaves a truncated checkpoint behind. A full disk or an unwritable folder raises
+    :class:`~segnn.files.WriteError` naming the file (the previous checkpoint intact)."""
     from segnn import __version__
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "segnn_version": __version__, **payload}
-    descriptor, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(descriptor)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "segnn_version": __version__, **payload}, buffer)
+    write_atomically(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

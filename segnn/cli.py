@@ -148,11 +148,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict, "data": _data}
+    from segnn.files import WriteError
+    from segnn.train.divergence import TrainingDiverged
+    from segnn.train.signals import TrainingStopped
+
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; a run continues with: segnn train --resume RUN_DIR", file=sys.stderr)
         return 130
+    except TrainingStopped as stopped:
+        print(f"segnn {args.command}: {stopped}", file=sys.stderr)
+        return 128 + stopped.signal
+    except WriteError as error:
+        print(f"segnn {args.command}: error: {error}", file=sys.stderr)
+        return 4
+    except TrainingDiverged as error:
+        print(f"segnn {args.command}: error: {error}", file=sys.stderr)
+        return 5
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f"segnn {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -217,6 +217,11 @@ class TrainConfig:
     """Linear learning-rate warm-up over this many epochs (fractions allowed)."""
     grad_clip: float | None = None
     """Clip the gradients' global norm to this value before each step (``null``: no clipping)."""
+    divergence_factor: float | None = 1.0e4
+    """Stop the run as diverged (non-zero exit, checkpoints from before kept) when the training
+    loss, averaged over ~10 steps, rises above this many times the lowest average it reached
+    (``null``: no such check). Steps with a non-finite loss or gradient never update the
+    weights, and three in a row stop the run whatever this is (:mod:`segnn.train.divergence`)."""
     ema_decay: float | None = None
     """Keep an exponential moving average of the weights with this decay per step (e.g. 0.99;
     ramped up over the first steps): validation, ``best.pt``'s ``model_state`` and the test use
@@ -263,6 +268,10 @@ class TrainConfig:
         if self.backend not in names():
             raise ConfigError(
                 f"train.backend must be one of {', '.join(names())}; got {self.backend!r}"
+            )
+        if self.divergence_factor is not None and self.divergence_factor <= 1.0:
+            raise ConfigError(
+                f"train.divergence_factor must exceed 1 (or be null), got {self.divergence_factor}"
             )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(

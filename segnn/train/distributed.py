@@ -109,13 +109,13 @@ def collective_device() -> torch.device:
     return torch.device("cpu")
 
 
-def total(value: float, context: Context) -> float:
-    """The sum of ``value`` over the ranks."""
+def totals(*values: float, context: Context) -> tuple[float, ...]:
+    """The sums of ``values`` over the ranks (one collective for all of them)."""
     if not context.distributed:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=collective_device())
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=collective_device())
     dist.all_reduce(tensor)
-    return float(tensor.item())
+    return tuple(tensor.tolist())
 
 
 def broadcast_seconds(seconds: float, context: Context) -> float:

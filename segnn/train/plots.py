@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from segnn.files import writing  # noqa: E402
+
 
 def learning_curves(metrics_csv: Path, output: Path, validation_units: dict[str, str]) -> None:
     """Training loss and each validation metric against epochs, from a run's ``metrics.csv``.
@@ -47,7 +49,8 @@ def learning_curves(metrics_csv: Path, output: Path, validation_units: dict[str,
     for axis in axes:
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(output, dpi=120)
+    with writing(output):
+        figure.savefig(output, dpi=120)
     plt.close(figure)
 
 
@@ -64,5 +67,6 @@ def parity_plot(targets: np.ndarray, predictions: np.ndarray, output: Path, titl
     axis.title.set_fontsize(9)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(output, dpi=120)
+    with writing(output):
+        figure.savefig(output, dpi=120)
     plt.close(figure)

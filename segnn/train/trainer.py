@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,13 +18,16 @@ import yaml
 from tqdm import tqdm
 
 from segnn.api import model_from_checkpoint
-from segnn.checkpoint import load_checkpoint, save_checkpoint
+from segnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from segnn.config import Config, ConfigError, load_config, without_retired_keys
+from segnn.files import append_text, require_writable, write_atomically
 from segnn.models import use_backend
 from segnn.train import distributed
 from segnn.train.distributed import Context
+from segnn.train.divergence import DivergenceGuard, TrainingDiverged
 from segnn.train.ema import WeightAverage
 from segnn.train.schedule import learning_rate_factor
+from segnn.train.signals import TrainingStopped, stopping_on_signals
 from segnn.train.tasks import make_task
 
 COMPILE_MIN_STEPS = 5000
@@ -180,6 +186,7 @@ class Trainer:
             "batch_in_epoch": 0,
             "global_step": 0,
             "best_val": math.inf,
+            "best_epoch": None,
             "evaluations_without_improvement": 0,
             "elapsed_s": 0.0,
             "finished": False,
@@ -191,6 +198,10 @@ class Trainer:
             if self.weight_average is not None:
                 self.weight_average.load_state_dict(resume_from["weight_average"])
             self.state.update(resume_from["training_state"])
+        self.guard = DivergenceGuard(self.state, config.train.divergence_factor)
+        self.stop_signal: int | None = None
+        """Set by :func:`stopping_on_signals` (SIGTERM, SIGINT): the run saves ``last.pt`` after
+        the current step and raises :class:`TrainingStopped`."""
 
     def use_backend(self, model: torch.nn.Module, training: bool = True):
         """Give ``model`` the backend of ``train.backend`` for this task: forces and second
@@ -275,12 +286,12 @@ class Trainer:
         if not self.context.main:
             return
         path = self.run_dir / "metrics.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.metrics_fields)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.metrics_fields)
+        if not path.exists():
+            writer.writeheader()
+        writer.writerow(row)
+        append_text(path, text.getvalue())
 
     def _elapsed(self, started: float) -> float:
         """Seconds since ``started`` by rank 0's clock (every rank takes the same decisions)."""
@@ -293,11 +304,19 @@ class Trainer:
     # ---------------------------------------------------------------------------- training
     def fit(self, stop_after_epochs: int | None = None) -> None:
         """Train until ``train.epochs``, early stopping or the time budget; ``stop_after_epochs``
-        ends this call after that many more completed epochs (a resumable interruption)."""
+        ends this call after that many more completed epochs (a resumable interruption).
+
+        A new run first saves its initial weights as ``best.pt`` (replaced at the first
+        validation), so that even a run that diverges at once leaves one. Raises
+        :class:`~segnn.train.divergence.TrainingDiverged` when the run diverges (the
+        checkpoints from before it kept) and :class:`TrainingStopped` after a signal
+        (``last.pt`` saved at the step it stopped)."""
         train = self.config.train
         steps_per_epoch = math.ceil(len(self.datasets["train"]) / train.batch_size)
         started = time.monotonic() - self.state["elapsed_s"]
         epochs_this_call = 0
+        if self.state["global_step"] == 0:  # the same decision on every rank
+            self._save("best.pt")
         self.model.train()
         while self.state["epoch"] < train.epochs and not self.state["finished"]:
             epoch = self.state["epoch"]
@@ -319,19 +338,13 @@ class Trainer:
                 )
                 for group in self.optimizer.param_groups:
                     group["lr"] = train.lr * factor
-                loss = self.objective(batch)
-                self.optimizer.zero_grad(set_to_none=True)
-                # each rank's loss is its share of the global batch's; DDP averages gradients
-                (loss * self.context.world_size).backward()
-                if train.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
-                self.optimizer.step()
-                if self.weight_average is not None:
-                    self.weight_average.update()
-                losses.append(distributed.total(loss.item(), self.context))
-                self.state["batch_in_epoch"] += 1
-                self.state["global_step"] += 1
-                progress.set_postfix(loss=f"{losses[-1]:.4f}")
+                loss, stop = self._step(batch)
+                if loss is not None:
+                    losses.append(loss)
+                    progress.set_postfix(loss=f"{loss:.4f}")
+                if stop:
+                    progress.close()
+                    self._stop(time.monotonic() - started)
                 if (
                     train.max_minutes is not None
                     and self._elapsed(started) > 60 * train.max_minutes
@@ -355,14 +368,76 @@ class Trainer:
             self.state["finished"] = True
         self._save("last.pt")
 
+    def _step(self, batch) -> tuple[float | None, bool]:
+        """One optimisation step on ``batch``: the loss summed over the ranks (``None`` for a
+        step skipped for a non-finite loss or gradient) and whether a rank was signalled to
+        stop. Raises :class:`~segnn.train.divergence.TrainingDiverged`."""
+        clip = self.config.train.grad_clip
+        loss = self.objective(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        # each rank's loss is its share of the global batch's; DDP averages gradients
+        (loss * self.context.world_size).backward()
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), math.inf if clip is None else clip
+        )
+        total, stops = distributed.totals(
+            loss.item(), float(self.stop_signal is not None), context=self.context
+        )
+        self.state["global_step"] += 1
+        self.state["batch_in_epoch"] += 1
+        try:
+            accepted = self.guard.accepts(total, float(norm), self.state["global_step"])
+        except TrainingDiverged as error:
+            raise TrainingDiverged(f"{error}; {self._divergence_advice()}") from None
+        if not accepted:
+            return None, stops > 0
+        self.optimizer.step()
+        if self.weight_average is not None:
+            self.weight_average.update()
+        return total, stops > 0
+
+    def _divergence_advice(self) -> str:
+        """What was kept and what to try, for a diverged run's message."""
+        train = self.config.train
+        best = self.state.get("best_epoch")
+        kept = f"best.pt in {self.run_dir} holds " + (
+            f"epoch {best}" if best else "the initial weights (no epoch finished)"
+        )
+        clip = (
+            f"a lower train.grad_clip (now {train.grad_clip:g})"
+            if train.grad_clip is not None
+            else "train.grad_clip (e.g. 10)"
+        )
+        return f"{kept}; try a lower train.lr (now {train.lr:g}) or {clip}"
+
+    def _stop(self, elapsed: float) -> None:
+        """Save ``last.pt`` at this step boundary and raise :class:`TrainingStopped`."""
+        self.state["elapsed_s"] = elapsed
+        self._save("last.pt")
+        name = signal.Signals(self.stop_signal).name if self.stop_signal else "another rank"
+        raise TrainingStopped(
+            f"stopped by {name} at step {self.state['global_step']}; last.pt saved; continue "
+            f"with: segnn train --resume {self.run_dir}",
+            self.stop_signal or signal.SIGTERM,
+        )
+
     def _end_of_epoch(self, epoch: int, losses: list[float], elapsed: float) -> None:
+        """Validate after epoch ``epoch``, log, checkpoint."""
         train = self.config.train
         metrics = self.evaluate("val")
+        broken = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+        if broken:
+            name, value = next(iter(broken.items()))
+            raise TrainingDiverged(
+                f"training diverged by step {self.state['global_step']} (epoch {epoch + 1}): "
+                f"the validation {name} is {value}; {self._divergence_advice()}"
+            )
         selected = metrics[self.task.selection_metric]
         self.state["elapsed_s"] = elapsed
         improved = selected < self.state["best_val"]
         if improved:
             self.state["best_val"] = selected
+            self.state["best_epoch"] = epoch + 1
             self.state["evaluations_without_improvement"] = 0
         else:
             self.state["evaluations_without_improvement"] += 1
@@ -431,13 +506,47 @@ class Trainer:
                 "device": str(self.device),
             }
         )
-        (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        broken = [
+            f"{key} = {value}"
+            for key, value in results.items()
+            if isinstance(value, float) and not math.isfinite(value)
+        ]
+        if broken:
+            raise TrainingDiverged(
+                f"the test of {best.name if best.exists() else 'the last weights'} gave "
+                f"{', '.join(broken)}: no result is reported; {self._divergence_advice()}"
+            )
+        write_atomically(
+            self.run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode()
+        )
         learning_curves(
             self.run_dir / "metrics.csv",
             self.run_dir / "learning_curves.png",
             {f"val_{name}": unit for name, unit in self.task.metrics.items()},
         )
         return results
+
+
+def resume_payload(run_dir: Path) -> dict[str, Any]:
+    """The checkpoint a run resumes from: ``last.pt``, or where that is missing or corrupt,
+    ``best.pt`` (with a message; the run repeats the epochs since its best one). Raises
+    :class:`~segnn.checkpoint.CheckpointError` when neither loads, and
+    :class:`~segnn.files.WriteError` when the run directory is not writable."""
+    try:
+        payload = load_checkpoint(run_dir / "last.pt")
+    except CheckpointError as error:
+        try:
+            payload = load_checkpoint(run_dir / "best.pt")
+        except CheckpointError as best_error:
+            raise CheckpointError(f"{error}; and {best_error}") from None
+        state = payload.get("training_state", {})
+        print(
+            f"{error}; resuming from best.pt instead (epoch {state.get('epoch', '?')}, "
+            f"step {state.get('global_step', '?')})",
+            file=sys.stderr,
+        )
+    require_writable(run_dir)
+    return payload
 
 
 def train_from_config(
@@ -452,7 +561,7 @@ def train_from_config(
     interrupted it first, and on ranks other than 0; resume later with ``resume_dir``).
     """
     if resume_dir is not None:
-        payload = load_checkpoint(Path(resume_dir) / "last.pt")
+        payload = resume_payload(Path(resume_dir))
         config = load_config(without_retired_keys(payload["config"]))
     elif config is None:
         raise ValueError("give a config or a run directory to resume")
@@ -470,11 +579,11 @@ def train_from_config(
         else:
             run_dir = None
             if context.main:
+                require_writable(config.train.runs_dir)
                 run_dir = new_run_dir(config)
                 run_dir.mkdir(parents=True)
-                (run_dir / "config.yaml").write_text(
-                    yaml.safe_dump(config.to_dict(), sort_keys=False)
-                )
+                text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+                write_atomically(run_dir / "config.yaml", text.encode())
             run_dir = distributed.broadcast(run_dir, context)
             trainer = Trainer(config, run_dir, context=context)
             say(f"run directory: {run_dir}")
@@ -486,7 +595,10 @@ def train_from_config(
             f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters"
         )
         try:
-            trainer.fit(stop_after_epochs=stop_after_epochs)
+            with stopping_on_signals(trainer):
+                trainer.fit(stop_after_epochs=stop_after_epochs)
+        except TrainingDiverged:
+            raise
         except RuntimeError as error:
             if not context.distributed:
                 raise
