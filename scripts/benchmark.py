@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from segnn.backends import BACKENDS, EDGE_CHUNK, make_backend
+from segnn.cli import add_override_option
 from segnn.config import load_config
 from segnn.data.nbody import FullGraphCollate, NBody
 from segnn.data.padding import bucket, pad_batch
@@ -556,14 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a backend to time besides e3nn, e.g. edge_frame or cpu_kernels_compiled "
         "(repeatable; default: all; profile: the last one, default what auto trains with)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. --set model.hidden_allocation=dimension (repeatable)",
-    )
+    add_override_option(parser, "config override, e.g. --set model.hidden_allocation=dimension")
     parser.add_argument("--point", help=argparse.SUPPRESS)  # scale: one measurement, as JSON
     args = parser.parse_args(argv)
     if args.point is not None:  # a child process of benchmark_scale

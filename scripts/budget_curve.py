@@ -22,6 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from segnn.cli import add_override_option  # noqa: E402
+
 
 def run_budgets(config_path: Path, overrides: list[str], minutes: list[float]) -> list[dict]:
     """Train once per budget; returns each run's test results with its budget."""
@@ -61,14 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", type=Path, required=True, help="YAML config of the runs")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="config override for every run (repeatable), e.g. data.target=homo",
-    )
+    add_override_option(parser, "config override for every run, e.g. --set data.target=homo")
     parser.add_argument(
         "--minutes", type=float, nargs="+", default=[3, 6, 12], help="training budgets"
     )

@@ -41,6 +41,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import read, write
 
+from segnn.cli import add_override_option
 from segnn.data.atoms import frame_value
 
 EPOCHS = 100000
@@ -76,14 +77,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", type=Path, required=True, help="segnn force-field config")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a segnn config value (repeatable), as segnn train --set",
-    )
+    add_override_option(parser, "override a segnn config value, as segnn train --set")
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget of each run")
     parser.add_argument(
         "--train-sizes",

@@ -22,6 +22,19 @@ examples:
 """
 
 
+def add_override_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``: config values in the form
+    :func:`segnn.config.load_config` takes, as ``segnn train`` has them."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{help} (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -40,14 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR from its last.pt",
     )
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set model.num_layers=4 (repeatable)",
-    )
+    add_override_option(train, "override a config value, e.g. --set model.num_layers=4")
 
     evaluate = commands.add_parser(
         "evaluate", help="mean absolute errors of a checkpoint on a split of its data"
