@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import segnn.extensions
 import segnn.files
 from segnn.checkpoint import load_checkpoint, save_checkpoint
 from segnn.cli import main
@@ -77,6 +78,7 @@ def test_killed_kernel_build_blocks_nothing_and_ranks_build_once(tmp_path):
 def test_build_held_by_a_live_process_gives_up_naming_the_lock(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGNN_EXTENSION_DIR", str(tmp_path))
     monkeypatch.setenv("SEGNN_EXTENSION_TIMEOUT", "0.5")
+    monkeypatch.setattr(segnn.extensions, "_loaded", {})  # as in a fresh process
     lock = tmp_path / "segnn_frame_kernels.lock"
     with open(lock, "w") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)
