@@ -33,7 +33,7 @@ from segnn import SEGNNCalculator
 from segnn.config import load_config
 from segnn.data.atoms import frame_value
 from segnn.models import EnergyModel
-from segnn.train.tasks import split_structures
+from segnn.train.tasks import data_split
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,9 +54,7 @@ def split_frames(config_path: Path, split: str) -> tuple[list[Atoms], str]:
     the config's forces key."""
     data = load_config(config_path).data
     frames = read(data.path, ":")
-    indices = split_structures(
-        len(frames), data.split, data.split_seed, shuffle=data.split_order == "random"
-    )[split]
+    indices = data_split(len(frames), data)[split]
     return [frames[int(i)] for i in indices], data.forces_key
 
 

@@ -109,13 +109,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def split_frames(config) -> tuple[list[Atoms], dict[str, np.ndarray]]:
     """The config's frames and its train/val/test indices, exactly as ``segnn train`` splits."""
-    from segnn.train.tasks import split_structures
+    from segnn.train.tasks import data_split
 
-    data = config.data
-    frames = read(data.path, ":")
-    indices = split_structures(
-        len(frames), data.split, data.split_seed, shuffle=data.split_order == "random"
-    )
+    frames = read(config.data.path, ":")
+    indices = data_split(len(frames), config.data)
     return frames, {split: chosen.numpy() for split, chosen in indices.items()}
 
 

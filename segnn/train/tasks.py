@@ -29,7 +29,7 @@ from e3nn import o3
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
-from segnn.config import Config, ConfigError
+from segnn.config import Config, ConfigError, DataConfig
 from segnn.data import AtomsDataset, RadiusGraphCollate
 from segnn.data.nbody import NUM_PARTICLES, FullGraphCollate, NBody
 from segnn.data.qm9 import QM9, get_target
@@ -193,6 +193,15 @@ def split_structures(
     }
 
 
+def data_split(num_structures: int, data: DataConfig) -> dict[str, torch.Tensor]:
+    """The train/val/test indices of ``data.path``'s ``num_structures`` structures as
+    ``segnn train`` takes them: ``data.split`` fractions, shuffled by ``data.split_seed`` unless
+    ``data.split_order`` is ``file`` (before ``data.subset`` caps them)."""
+    return split_structures(
+        num_structures, data.split, data.split_seed, shuffle=data.split_order == "random"
+    )
+
+
 class EnergyForceTask:
     """Energies (and forces, and stress) of the structures in ``data.path``.
 
@@ -210,9 +219,7 @@ class EnergyForceTask:
         structures = AtomsDataset.from_file(
             data.path, data.energy_key, data.forces_key, data.stress_key, data.virial_key
         )
-        indices = split_structures(
-            len(structures), data.split, data.split_seed, shuffle=data.split_order == "random"
-        )
+        indices = data_split(len(structures), data)
         self.datasets = {}
         for split, chosen in indices.items():
             cap = getattr(data.subset, split)
