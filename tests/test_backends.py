@@ -304,3 +304,135 @@ def test_a_backend_does_not_keep_its_models_alive(backend):
     gc.collect()
     assert alive() is None
     assert not len(getattr(used, "products", ())), "cached products outlive their model"
+
+
+def evaluate_published_layout(product, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+    """``product(x, attr)`` from nothing but its published layout: instructions, weight views,
+    bias columns, and e3nn's Clebsch-Gordan coefficients."""
+    from e3nn import o3
+
+    inputs = dict(enumerate(x.split([mul * ir.dim for mul, ir in product.irreps_in], dim=1)))
+    attr_blocks = attr.split([mul * ir.dim for mul, ir in product.irreps_attr], dim=1)
+    out = [x.new_zeros(len(x), mul, ir.dim) for mul, ir in product.irreps_out]
+    for path, weight in zip(product.instructions, product.weight_views()):
+        mul_in, ir_in = product.irreps_in[path.input]
+        ir_attr = product.irreps_attr[path.attribute].ir
+        ir_out = product.irreps_out[path.output].ir
+        a = attr_blocks[path.attribute].view(len(x), -1, ir_attr.dim)[:, path.copy]
+        cg = o3.wigner_3j(ir_in.l, ir_attr.l, ir_out.l, dtype=x.dtype)
+        features = inputs[path.input].view(len(x), mul_in, ir_in.dim)
+        out[path.output] += path.path_weight * torch.einsum(
+            "uw,ijk,zui,zj->zwk", weight, cg, features, a
+        )
+    y = torch.cat([block.flatten(1) for block in out], dim=1)
+    return y.index_add(1, product.bias_columns, product.bias.expand(len(x), -1))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_published_weight_layout_is_the_product(case):
+    """The contract backends read (instructions, weight views, bias columns) computes every
+    product of the model: a backend built on it computes the same function."""
+    from segnn.o3 import ConditionedTensorProduct
+
+    model = CASES[case][0]().double()
+    products = [m for m in model.modules() if isinstance(m, ConditionedTensorProduct)]
+    generator = torch.Generator().manual_seed(0)
+    for product in products:
+        with torch.no_grad():
+            product.bias.normal_(generator=generator)
+        x = torch.randn(5, product.in_dim, generator=generator, dtype=torch.float64)
+        attr = torch.randn(5, product.attr_dim, generator=generator, dtype=torch.float64)
+        expected = product(x, attr)
+        error = (evaluate_published_layout(product, x, attr) - expected).abs().max()
+        assert error <= 1e-12 * expected.abs().max(), f"{product}: {error:.2e}"
+        index = torch.cat(
+            [v.flatten() for v in product.weight_views(torch.arange(product.weight_numel))]
+        )
+        assert torch.equal(index.sort().values, torch.arange(product.weight_numel))
+
+
+def test_a_registered_backend_is_used_everywhere_without_other_edits():
+    """A new backend is one subclass and one registration: chosen by name, it computes."""
+    from segnn.backends import PlainBackend, register, unregister
+
+    calls = {"messages": 0, "update": 0}
+
+    class CountingBackend(PlainBackend):
+        name = "counting"
+
+        def propagates(self, geometry):
+            return False  # every layer through the backend's own convolve
+
+        def messages(self, layer, h, geometry):
+            calls["messages"] += 1
+            return super().messages(layer, h, geometry)
+
+        def update(self, layer, h, aggregated, geometry):
+            calls["update"] += 1
+            return super().update(layer, h, aggregated, geometry)
+
+    register(CountingBackend)
+    try:
+        model, batch = build("qm9", "counting", torch.float64)
+        actual = outputs_and_gradients(model, batch)
+        assert calls == {"messages": 2, "update": 2}  # two layers
+        use_backend(model, REFERENCE)
+        expected = outputs_and_gradients(model, batch)
+        assert_same_outputs_and_gradients(actual, expected, 1e-10, "counting")
+        assert "counting" in segnn_backend_names()
+        with pytest.raises(ValueError, match="already registered"):
+            register(CountingBackend)
+    finally:
+        unregister("counting")
+    assert "counting" not in BACKENDS
+
+
+def segnn_backend_names() -> list[str]:
+    from segnn.backends import names
+
+    return names()
+
+
+@pytest.mark.parametrize("backend", ["plain", "e3nn"])
+def test_reference_backends_run_pyg_propagate(backend):
+    """PyG's message hooks see every edge's message on the reference path; fast backends take
+    the fused hook (message_and_aggregate) and no per-edge message."""
+    model, batch = build("qm9", backend, torch.float64)
+    seen = []
+    for layer in model.layers:
+        layer.register_message_forward_hook(lambda module, inputs, out: seen.append(out.shape))
+    model(batch)
+    assert seen == [(batch.edge_index.shape[1], model.irreps_hidden.dim)] * len(model.layers)
+    seen.clear()
+    use_backend(model, "edge_frame")
+    model(batch)
+    assert seen == []
+
+
+def test_explain_masks_messages_on_every_backend():
+    """PyG's explain mode (edge masks on messages) works whatever the backend: the layer then
+    runs propagate, with the backend's products."""
+    from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+
+    model, batch = build("qm9", "edge_frame", torch.float64)
+    with torch.no_grad():
+        unmasked = model(batch)
+        mask = torch.zeros(batch.edge_index.shape[1], dtype=torch.float64)
+        mask[::2] = 1.0
+        set_masks(model, mask, batch.edge_index, apply_sigmoid=False)
+        masked = {}
+        for backend in ("edge_frame", "plain", REFERENCE):
+            use_backend(model, backend)
+            masked[backend] = model(batch)
+        clear_masks(model)
+        use_backend(model, "edge_frame")
+        assert torch.equal(model(batch), unmasked)
+    assert (masked["edge_frame"] - unmasked).abs().max() > 1e-3
+    for backend in ("plain", REFERENCE):
+        assert (masked["edge_frame"] - masked[backend]).abs().max() < 1e-10
+
+
+def test_decomposed_layers_are_refused():
+    model = qm9_model()
+    with pytest.raises(ValueError, match="cannot decompose"):
+        model.layers[0].decomposed_layers = 2

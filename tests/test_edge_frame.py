@@ -6,8 +6,11 @@ import pytest
 import torch
 from e3nn import o3
 
+from segnn.backends.edge_frame.frames import FrameLayout, edge_rotations, frame_rotations
+from segnn.backends.edge_frame.mlp import frame_gate, frame_gate_fields, frame_product
+from segnn.backends.edge_frame.plan import FramePlan
+from segnn.models.layer import product_steps
 from segnn.o3 import ConditionedTensorProduct, SteerableMLP, spherical_harmonics_irreps
-from segnn.o3.edge_frame import FrameLayout, FramePlan, edge_rotations, frame_rotations
 
 Y_AXIS = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
 
@@ -59,7 +62,7 @@ def test_product_in_the_frame_equals_the_ordinary_product(lmax_attr):
     ordinary = product(x, attr)
     layout_in, layout_out = FrameLayout(irreps_in), FrameLayout(irreps_out)
     framed = layout_out.from_frame(
-        product.forward_frame(layout_in.to_frame(x, rotations)), rotations
+        frame_product(product, FramePlan(product), layout_in.to_frame(x, rotations)), rotations
     )
     assert (framed - ordinary).abs().max() < 1e-12 * ordinary.abs().max()
     weights = torch.randn_like(ordinary)
@@ -82,7 +85,11 @@ def test_gated_mlp_in_the_frame_float32():
     rotations = frame_rotations(vectors, 2)
     x = torch.randn(len(vectors), mlp.irreps_in.dim)
     ordinary = mlp(x, attr)
-    parts = mlp.forward_frame(FrameLayout(mlp.irreps_in).to_frame(x, rotations))
+    parts = FrameLayout(mlp.irreps_in).to_frame(x, rotations)
+    for product, gate in product_steps(mlp):
+        parts = frame_product(product, FramePlan(product), parts)
+        if gate is not None:
+            parts = frame_gate(gate, frame_gate_fields(gate), parts)
     framed = FrameLayout(mlp.irreps_out).from_frame(parts, rotations)
     assert (framed - ordinary).abs().max() < 1e-5 * ordinary.abs().max()
 

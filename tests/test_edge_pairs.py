@@ -1,12 +1,12 @@
-"""Both directions of an edge in one frame (segnn.o3.edge_pairs) on segnn's paired layout.
+"""Both directions of an edge in one frame (segnn.backends.edge_frame.pairs) on segnn's paired layout.
 Whole models computing messages pair by pair: tests/test_backends.py."""
 
 import pytest
 import torch
 
+from segnn.backends.edge_frame.frames import FrameConcat, frame_rotations
+from segnn.backends.edge_frame.pairs import PairMirror, edge_pairs
 from segnn.data import RadiusGraphCollate, atoms_to_graph, is_paired
-from segnn.o3.edge_frame import FrameConcat, frame_rotations
-from segnn.o3.edge_pairs import PairMirror, edge_pairs
 from segnn.testing import example_batch
 
 

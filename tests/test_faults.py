@@ -22,7 +22,7 @@ from segnn.config import load_config
 from segnn.extensions import ExtensionBuildError, load_extension
 from segnn.train import train_from_config
 
-KERNELS = Path(__file__).parents[1] / "segnn" / "csrc" / "frame_kernels.cpp"
+KERNELS = Path(__file__).parents[1] / "segnn" / "backends" / "cpu_kernels" / "frame_kernels.cpp"
 TINY = [
     "model.hidden_features=16",
     "model.lmax_attr=1",
@@ -31,7 +31,9 @@ TINY = [
     "train.batch_size=16",
     "train.max_minutes=null",
 ]
-LOAD_KERNELS = "from segnn.o3.frame_kernels import available; print('kernels', available())"
+LOAD_KERNELS = (
+    "from segnn.backends.cpu_kernels.kernels import available; print('kernels', available())"
+)
 
 
 def train_arguments(runs: Path, name: str, *overrides: str) -> list[str]:
@@ -96,7 +98,7 @@ def test_unavailable_kernels_warn_and_name_the_fallback(tmp_path):
     with open(lock, "w") as holder:
         fcntl.flock(holder, fcntl.LOCK_EX)
         code = (
-            "import warnings; from segnn.o3.frame_kernels import available\n"
+            "import warnings; from segnn.backends.cpu_kernels.kernels import available\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             "    warnings.simplefilter('always'); print(available()); print(caught[0].message)"
         )

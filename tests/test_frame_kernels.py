@@ -1,17 +1,18 @@
-"""The fused CPU kernels of the paired edge-frame messages (segnn.o3.frame_kernels): the same
+"""The fused CPU kernels of the paired edge-frame messages (segnn.backends.cpu_kernels.kernels): the same
 numbers as the PyTorch ops they replace, gradients included, and used exactly where they apply.
 Whole models on the cpu_kernels backend: tests/test_backends.py."""
 
 import shutil
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 import segnn
+from segnn.backends.cpu_kernels import kernels as frame_kernels
+from segnn.backends.edge_frame.frames import FrameConcat, FrameLayout, frame_rotations
+from segnn.backends.edge_frame.pairs import EdgePairs, edge_pairs
 from segnn.config import ModelConfig
-from segnn.o3 import frame_kernels
-from segnn.o3.edge_frame import FrameConcat, FrameLayout, frame_rotations
-from segnn.o3.edge_pairs import edge_pairs, receiver_index
 from segnn.testing import example_batch
 
 IRREPS = "3x0e+2x1o+2x2e"
@@ -27,8 +28,22 @@ def test_the_kernels_build_where_there_is_a_compiler():
     assert frame_kernels.available()
 
 
+@dataclass
+class Pairs:
+    """:class:`EdgePairs` and the rows sorted by receiver the kernels walk."""
+
+    pairs: EdgePairs
+    receiver_index: tuple[torch.Tensor, torch.Tensor]
+
+    def __getattr__(self, name):
+        return getattr(self.pairs, name)
+
+    def _replace(self, **fields) -> "Pairs":
+        return Pairs(self.pairs._replace(**fields), self.receiver_index)
+
+
 def random_pairs(dtype, num_pairs=14, num_scalars=2):
-    """Pairs of distinct atoms (some atoms in several pairs) as :class:`EdgePairs`."""
+    """Pairs of distinct atoms (some atoms in several pairs) and their receiver index."""
     generator = torch.Generator().manual_seed(0)
     source = torch.randint(0, NUM_ATOMS - 1, (num_pairs,), generator=generator)
     offset = torch.randint(1, NUM_ATOMS - 1, (num_pairs,), generator=generator)
@@ -37,7 +52,7 @@ def random_pairs(dtype, num_pairs=14, num_scalars=2):
     vectors = torch.randn(num_pairs, 3, generator=generator, dtype=dtype)
     scalars = torch.randn(num_pairs, num_scalars, generator=generator, dtype=dtype)
     pairs = edge_pairs(edge_index, frame_rotations(vectors, 2), torch.cat([scalars, scalars]), None)
-    return pairs._replace(receiver_index=receiver_index(pairs.receivers, NUM_ATOMS))
+    return Pairs(pairs, frame_kernels.receiver_index(pairs.receivers, NUM_ATOMS))
 
 
 def random_messages(rows, layout, dtype):

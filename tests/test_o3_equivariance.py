@@ -180,15 +180,11 @@ def test_tensor_product_matches_e3nn_fully_connected_product():
     ours = ConditionedTensorProduct(irreps_in, irreps_attr, irreps_out).double()
     views = list(zip(reference.instructions, reference.weight_views()))
     with torch.no_grad():
-        for weight, group in zip(ours.weights, ours.groups):
-            # e3nn: one [mul_in, mul_attr=1, mul_out] block per (input, attribute, output) irrep;
-            # ours: rows ordered (input channel, path) for each (input, output) pair
-            blocks = [
-                view[:, 0, :]
-                for instruction, view in views
-                if (instruction.i_in1, instruction.i_out) == (group.block_in, group.block_out)
-            ]
-            weight.copy_(torch.stack(blocks, dim=1).reshape(weight.shape))
+        # e3nn: one [mul_in, mul_attr=1, mul_out] block per (input, attribute, output) irrep;
+        # ours: one [mul_in, mul_out] view per instruction (the published layout)
+        theirs = {(i.i_in1, i.i_in2, i.i_out): view[:, 0, :] for i, view in views}
+        for path, weight in zip(ours.instructions, ours.weight_views()):
+            weight.copy_(theirs[path.input, path.attribute, path.output])
     x, a = features(irreps_in), attributes(3)
     assert torch.allclose(ours(x, a), reference(x, a), atol=1e-12)
 

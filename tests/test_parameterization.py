@@ -53,13 +53,20 @@ class OfficialTensorProduct(torch.nn.Module):
 
 def raw_weights_in_e3nn_order(product: ConditionedTensorProduct) -> torch.Tensor:
     """The product's parameters, laid out as e3nn's flat weight (no gains applied)."""
-    reference = ReferenceTensorProduct(product)
-    pieces = []
-    for group_index, path, copies, _ in reference.pieces:
-        group = product.groups[group_index]
-        weight = product.weights[group_index].view(group.mul_in, group.num_paths, group.mul_out)
-        pieces.append(weight[:, path : path + copies, :].reshape(-1))
-    return torch.cat(pieces)
+    views = product.weight_views()
+    return torch.cat(
+        [
+            torch.stack([views[path] for path in paths], dim=1).reshape(-1)
+            for paths, _ in ReferenceTensorProduct(product).pieces
+        ]
+    )
+
+
+def fan_in(product: ConditionedTensorProduct, output: int) -> int:
+    """Input channels times attribute copies reaching output block ``output``."""
+    return sum(
+        product.irreps_in[path.input].mul for path in product.instructions if path.output == output
+    )
 
 
 def one_adam_step(module, x, attr, target, lr=1e-2):
@@ -74,12 +81,12 @@ def one_adam_step(module, x, attr, target, lr=1e-2):
 def test_standard_initialisation_draws_uniform_weights_and_biases():
     torch.manual_seed(0)
     product = ConditionedTensorProduct("64x0e+32x1o", "1x0e+1x1o", "48x0e+16x1o", "standard")
-    for group, weight in zip(product.groups, product.weights):
-        fan_in = product.fan_in[0 if group.block_out == 0 else 1]
-        assert weight.abs().max() <= fan_in**-0.5
-        assert weight.abs().max() > 0.9 * fan_in**-0.5  # uniform over the whole interval
-    assert product.fan_in == [64 + 32, 64 + 32]  # 0e from 0e x 0e and 1o x 1o; 1o likewise
-    assert 0 < product.bias.abs().max() <= product.fan_in[0] ** -0.5
+    for path, weight in zip(product.instructions, product.weight_views()):
+        bound = fan_in(product, path.output) ** -0.5
+        assert weight.abs().max() <= bound
+        assert weight.abs().max() > 0.9 * bound  # uniform over the whole interval
+    assert [fan_in(product, 0), fan_in(product, 1)] == [64 + 32, 64 + 32]  # 0e from 0e x 0e
+    assert 0 < product.bias.abs().max() <= fan_in(product, 0) ** -0.5  # and 1o x 1o; 1o alike
     normalized = ConditionedTensorProduct("64x0e+32x1o", "1x0e+1x1o", "48x0e+16x1o")
     assert torch.count_nonzero(normalized.bias) == 0
     assert float(normalized.weights[0].detach().std()) == pytest.approx(1.0, rel=0.05)
@@ -100,8 +107,10 @@ def test_one_adam_step_moves_the_standard_product_as_the_official_one():
     # the normalised product holding the same function: Adam moves it far less
     normalized = ConditionedTensorProduct(*IRREPS, parameterization="normalized").double()
     with torch.no_grad():
-        for theirs, mine, group in zip(normalized.weights, ours.weights, ours.groups):
-            theirs.copy_(mine * math.sqrt(ours.fan_in[ours.output_type[group.block_out]]))
+        for theirs, mine, path in zip(
+            normalized.weight_views(), ours.weight_views(), ours.instructions
+        ):
+            theirs.copy_(mine * math.sqrt(fan_in(ours, path.output)))
         normalized.bias.copy_(ours.bias)
     assert torch.allclose(normalized(x, attr), before, atol=1e-12)
 

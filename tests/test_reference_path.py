@@ -45,7 +45,7 @@ def test_padded_small_couplings_match_e3nn():
     (torch's batched matmul skips BLAS below 400); the result must not change."""
     torch.manual_seed(1)
     product = ConditionedTensorProduct("32x0e+32x1o", "1x0e+1x1o", "32x0e+32x1o").double()
-    assert product.cpu_padding == [0, 1]  # 1o output: [3, 4] @ [4, 32] is padded to [3, 5]
+    assert product._cpu_padding == [0, 1]  # 1o output: [3, 4] @ [4, 32] is padded to [3, 5]
     x = torch.randn(11, product.in_dim, dtype=torch.float64, requires_grad=True)
     attr = torch.randn(11, product.attr_dim, dtype=torch.float64)
     ours, theirs = product(x, attr), ReferenceTensorProduct(product)(x, attr)

@@ -13,12 +13,15 @@ name            messages                                                   suppo
 
 ``auto`` takes the first backend of :data:`PREFERENCE` for the device that supports the
 device, the dtype, the task (forces, training on forces) and the model: the order measured
-fastest by ``scripts/benchmark.py`` (docs/performance.md). Adding a backend: one module here
-with a :class:`~segnn.backends.base.Backend` subclass, one entry in :data:`BACKENDS` (and in
-:data:`PREFERENCE` once measured), one line in ``tests/test_backends.py``.
+fastest by ``scripts/benchmark.py`` (docs/performance.md). Adding a backend: one folder here
+with a :class:`~segnn.backends.base.Backend` subclass that reads layers only through their
+:class:`~segnn.backends.view.LayerView`, and one :func:`register` call (the parity harness,
+``tests/test_backends.py``, then runs it on every case it supports).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 
@@ -27,16 +30,44 @@ from segnn.backends.cpu_kernels import CpuKernelsBackend
 from segnn.backends.e3nn import E3nnBackend
 from segnn.backends.edge_frame import EdgeFrameBackend
 from segnn.backends.geometry import Geometry
+from segnn.backends.plain import PlainBackend
+from segnn.backends.view import LayerView, ProductStep
 
 BACKENDS: dict[str, type[Backend]] = {
-    backend.name: backend for backend in (E3nnBackend, Backend, EdgeFrameBackend, CpuKernelsBackend)
+    backend.name: backend
+    for backend in (E3nnBackend, PlainBackend, EdgeFrameBackend, CpuKernelsBackend)
 }
 PREFERENCE: dict[str, tuple[str, ...]] = {
     "cpu": ("cpu_kernels", "edge_frame", "plain", "e3nn"),
     "cuda": ("edge_frame", "plain", "e3nn"),  # not measured on a GPU yet
 }
+BUILT_IN = frozenset(BACKENDS)
 DEFAULT = "edge_frame"
 """What a model built without a choice uses: every device, dtype and derivative."""
+
+
+def register(backend: type[Backend], preferred_on: Iterable[str] = ()) -> type[Backend]:
+    """Make ``backend`` (a :class:`Backend` subclass) available by its ``name`` everywhere a
+    backend is chosen (``use_backend``, ``train.backend``, ``load_model(backend=...)``, the
+    calculator), and ``auto``'s first choice on the device types ``preferred_on``. Returns it
+    (usable as a class decorator). Raises ``ValueError`` for a name already taken."""
+    if not (isinstance(backend, type) and issubclass(backend, Backend)):
+        raise TypeError(f"a backend is a subclass of segnn.backends.Backend, got {backend!r}")
+    if backend.name in BACKENDS or backend.name == "auto":
+        raise ValueError(f"a backend named {backend.name!r} is already registered")
+    BACKENDS[backend.name] = backend
+    for device in preferred_on:
+        PREFERENCE[device] = (backend.name, *PREFERENCE.get(device, ()))
+    return backend
+
+
+def unregister(name: str) -> None:
+    """Remove a backend added with :func:`register` (and its place in :data:`PREFERENCE`)."""
+    if name in BUILT_IN:
+        raise ValueError(f"backend {name!r} is built in")
+    BACKENDS.pop(name, None)
+    for device, order in PREFERENCE.items():
+        PREFERENCE[device] = tuple(other for other in order if other != name)
 
 
 def names() -> list[str]:
@@ -94,6 +125,11 @@ __all__ = [
     "E3nnBackend",
     "EdgeFrameBackend",
     "Geometry",
+    "LayerView",
+    "PlainBackend",
+    "ProductStep",
     "make_backend",
     "names",
+    "register",
+    "unregister",
 ]

@@ -1,16 +1,21 @@
-"""The seam every backend implements, and the plain backend: segnn's own products, per edge.
+"""The seam every backend implements.
 
 A backend decides *how* a :class:`~segnn.models.SEGNN` computes, never *what*: every backend
 evaluates the same function of the same parameters (``tests/test_backends.py`` holds them to
-the ``e3nn`` reference). The model calls it at four points:
+the ``e3nn`` reference). It sees a layer only through its
+:class:`~segnn.backends.view.LayerView`, and the model calls it at these points:
 
+* :meth:`Backend.prepare` — when chosen: fill caches for the model's dtype and device;
 * :meth:`Backend.frames` — once per batch, after the geometry: add what the messages need
   (edge frames, edge pairs, sorted receivers) to the :class:`~segnn.backends.geometry.Geometry`;
-* :meth:`Backend.convolve` — per layer: gather both ends of every edge, the message MLP
-  (:meth:`Backend.messages`), the sum over each atom's incoming messages →
-  ``[N, irreps_hidden.dim]``. Large graphs are computed ``edge_chunk`` edges at a time, and in
-  evaluation with gradients (forces of a large system) each part's messages are recomputed in
-  the backward pass instead of stored: memory grows with the atoms, not with edges × features;
+* :meth:`Backend.propagates` — per layer and batch: whether the layer computes its messages
+  through PyG's ``propagate`` (``message`` → ``aggregate`` → ``update``, the reference path)
+  or through its fused hook ``message_and_aggregate``, which calls :meth:`Backend.convolve`:
+  gather both ends of every edge, the messages (:meth:`Backend.messages`), the sum over each
+  atom's incoming messages → ``[N, irreps_hidden.dim]``. Large graphs are convolved
+  ``edge_chunk`` edges at a time (:meth:`Backend.parts`), and in evaluation with gradients
+  (forces of a large system) each part's messages are recomputed in the backward pass instead
+  of stored: memory grows with the atoms, not with edges × features;
 * :meth:`Backend.update` — per layer: the node update (update MLP, residual, norm), compiled
   with ``torch.compile`` when the backend was made with ``compile=True``;
 * :meth:`Backend.apply` — the other node products (embedding, readout MLPs).
@@ -22,6 +27,7 @@ backend is chosen when a model is built, loaded or trained (:func:`segnn.use_bac
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -29,6 +35,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from segnn.backends.geometry import Geometry
+from segnn.backends.view import LayerView
 from segnn.o3 import ConditionedTensorProduct
 from segnn.o3.mlp import ProductFunction
 
@@ -43,9 +50,9 @@ class Capabilities:
     """What a backend supports. ``forces``: gradients with respect to positions; ``force_training``:
     second derivatives (training on forces backpropagates through ``-dE/dx``); ``compile``:
     its node updates may be compiled with ``torch.compile``; ``fullgraph``: a whole training step
-    on padded batches (:mod:`segnn.data.padding`) traces into one graph
-    (``torch.compile(fullgraph=True)``, CUDA graphs); ``radial_weights``: messages with learnt
-    radial weights or cutoff envelopes (``model.radial: bessel``)."""
+    on padded batches traces into one graph (``torch.compile(fullgraph=True)``; what
+    ``scripts/benchmark.py`` times as ``<name>_fullgraph``); ``radial_weights``: messages with
+    learnt radial weights or cutoff envelopes (``model.radial: bessel``)."""
 
     devices: tuple[str, ...] = ("cpu", "cuda")
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
@@ -77,8 +84,12 @@ class Capabilities:
 
 
 class Backend:
-    """Per-edge messages with segnn's own tensor products (the ``plain`` backend), and the
-    interface every backend implements (module docstring).
+    """The interface every backend implements (module docstring), with what they share: parts
+    of ``edge_chunk`` edges, the node update (compiled or not), node products.
+
+    A subclass sets ``name`` and ``capabilities`` and implements :meth:`messages`; it may
+    override :meth:`frames`, :meth:`parts`, :meth:`convolve`, :meth:`propagates`,
+    :meth:`prepare_layer` and :meth:`product_function`.
 
     ``compile``: compile each layer's node update with ``torch.compile`` on first use (dynamic
     in the number of atoms; the first call compiles, torch caches the kernels on disk). Compiled
@@ -86,7 +97,7 @@ class Backend:
     (:meth:`convolve`; ``None``: all at once).
     """
 
-    name: ClassVar[str] = "plain"
+    name: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, compile: bool = False, edge_chunk: int | None = EDGE_CHUNK):
@@ -98,29 +109,26 @@ class Backend:
         self.edge_chunk = edge_chunk
         self.compiled_updates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    uses_frames: ClassVar[bool] = False
-    """Whether the message products run in the edge frame (their frame plans are built by
-    :meth:`prepare`)."""
-
-    def prepare(self, model: torch.nn.Module) -> None:
-        """Fill ``model``'s coefficient caches (and frame plans) for its dtype and device now,
-        eagerly: code compiled later must find them, not build them while tracing."""
-        messages = {
-            id(module)
-            for layer in model.modules()
-            if hasattr(layer, "message_mlp")
-            for module in layer.message_mlp.modules()
-        }
-        for module in model.modules():
-            if isinstance(module, ConditionedTensorProduct):
-                parameter = next(module.parameters())
-                frame = self.uses_frames and id(module) in messages
-                module.prepare(parameter.dtype, parameter.device, frame=frame)
-
     @classmethod
     def runs_here(cls) -> bool:
         """Whether this machine can run the backend (e.g. a C++ compiler for built kernels)."""
         return True
+
+    def prepare(
+        self, products: Iterable[ConditionedTensorProduct], layers: Iterable[LayerView]
+    ) -> None:
+        """Fill the coefficient caches of a model's ``products`` for their dtype and device now,
+        eagerly (code compiled later must find them, not build them while tracing), and what
+        each of its ``layers`` needs (:meth:`prepare_layer`)."""
+        for product in products:
+            parameter = next(product.parameters())
+            product.prepare(parameter.dtype, parameter.device)
+        for layer in layers:
+            parameter = next(layer.message_steps[0].product.parameters())
+            self.prepare_layer(layer, parameter.dtype, parameter.device)
+
+    def prepare_layer(self, layer: LayerView, dtype: torch.dtype, device: torch.device) -> None:
+        """Build what this backend keeps per layer (here: nothing)."""
 
     def product_function(self) -> ProductFunction | None:
         """How each tensor product is evaluated: ``None``, the product itself."""
@@ -130,17 +138,30 @@ class Backend:
         """``geometry`` with what this backend's messages need (here: nothing)."""
         return geometry
 
-    def convolve(self, layer, h: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    def parts(self, geometry: Geometry, size: int | None) -> list[Geometry]:
+        """The edges in consecutive parts of at most ``size`` edges (``None``: one part, the
+        geometry itself); node features are shared."""
+        if size is None or geometry.num_edges <= size:
+            return [geometry]
+        return [
+            geometry.edge_part(slice(start, start + size))
+            for start in range(0, geometry.num_edges, size)
+        ]
+
+    def propagates(self, geometry: Geometry) -> bool:
+        """Whether a layer runs PyG's ``message`` → ``aggregate`` on this geometry (the reference
+        path) rather than :meth:`convolve` (here: never)."""
+        return False
+
+    def convolve(self, layer: LayerView, h: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         """``Σ_j m_ij`` per atom, ``[N, irreps_hidden.dim]``, for ``h [N, irreps_hidden.dim]``:
-        :meth:`messages` of at most ``edge_chunk`` edges at a time, summed in place. Taking
-        gradients of a model in evaluation mode (forces in MD), each part's messages are
-        recomputed in the backward pass rather than kept (``torch.utils.checkpoint``); in
-        training, where batches are small, they are kept."""
-        parts = geometry.chunks(self.edge_chunk)
-        if len(parts) == 1:
-            messages, receivers = self.messages(layer, h, geometry)
-            return layer.aggregate(messages, receivers, dim_size=h.shape[0])
-        recompute = torch.is_grad_enabled() and not layer.training
+        :meth:`messages` of each of :meth:`parts`, summed in place. Taking gradients of a
+        model in evaluation mode (forces in MD), each part's messages are recomputed in the
+        backward pass rather than kept (``torch.utils.checkpoint``); in training, where batches
+        are small, they are kept."""
+        parts = self.parts(geometry, self.edge_chunk)
+        training = layer.message_steps[0].product.training
+        recompute = len(parts) > 1 and torch.is_grad_enabled() and not training
         aggregated = h.new_zeros(h.shape)
         for part in parts:
             if recompute:
@@ -153,23 +174,14 @@ class Backend:
         return aggregated
 
     def messages(
-        self, layer, h: torch.Tensor, geometry: Geometry
+        self, layer: LayerView, h: torch.Tensor, geometry: Geometry
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The messages of ``geometry``'s edges ``[E, irreps_hidden.dim]`` and the atom each
         goes to ``[E]``."""
-        source, target = geometry.edge_index
-        messages = layer.message(
-            h.index_select(0, target),
-            h.index_select(0, source),
-            geometry.edge_attr,
-            geometry.edge_scalars,
-            geometry.edge_weights,
-            self.product_function(),
-        )
-        return messages, target
+        raise NotImplementedError(f"backend {self.name!r} does not compute messages")
 
     def update(
-        self, layer, h: torch.Tensor, aggregated: torch.Tensor, geometry: Geometry
+        self, layer: LayerView, h: torch.Tensor, aggregated: torch.Tensor, geometry: Geometry
     ) -> torch.Tensor:
         """The layer's node update of ``h`` with the summed messages, ``[N, irreps_hidden.dim]``."""
         if self.compile:
@@ -192,7 +204,7 @@ class Backend:
         return module(x, attr, product)
 
     def __deepcopy__(self, memo) -> Backend:
-        # compiled code is rebuilt for the copy
+        # compiled code and caches are rebuilt for the copy
         return type(self)(compile=self.compile, edge_chunk=self.edge_chunk)
 
     def __repr__(self) -> str:
@@ -202,15 +214,14 @@ class Backend:
         )
 
 
-def compiled_node_update(layer):
+def compiled_node_update(layer: LayerView):
     """``layer.node_update`` compiled with ``torch.compile``, the first dimension (atoms) of its
     tensor arguments marked dynamic: batches of other sizes reuse the code. Feature widths and
     the attribute scale stay constants of the graph (``dynamic=True`` made them symbolic too,
     which restarted the tracing and gave generic kernels)."""
-    parameter = next(layer.parameters())
-    for module in layer.update_mlp.modules():  # caches filled outside the compiled graph
-        if isinstance(module, ConditionedTensorProduct):
-            module.prepare(parameter.dtype, parameter.device)
+    for product in layer.update_products:  # caches filled outside the compiled graph
+        parameter = next(product.parameters())
+        product.prepare(parameter.dtype, parameter.device)
     compiled = torch.compile(layer.node_update, dynamic=False)
 
     def node_update(*tensors: torch.Tensor) -> torch.Tensor:

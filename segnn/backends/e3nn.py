@@ -13,7 +13,8 @@ import weakref
 import torch
 from e3nn import o3
 
-from segnn.backends.base import EDGE_CHUNK, Backend, Capabilities
+from segnn.backends.base import EDGE_CHUNK, Capabilities
+from segnn.backends.plain import PlainBackend
 from segnn.o3.mlp import ProductFunction
 from segnn.o3.tensor_product import ConditionedTensorProduct
 
@@ -42,44 +43,38 @@ class ReferenceTensorProduct(torch.nn.Module):
         # a weak reference, not a submodule: the parameters stay the product's own, and the
         # backend's cache (keyed weakly by the product) lets both go with the model
         self.product = weakref.ref(product)
-        group_of = {(g.block_in, g.block_out): k for k, g in enumerate(product.groups)}
-        paths_seen: dict[int, int] = {}
-        # per e3nn instruction, in e3nn's order: (group index, first path, attribute copies,
-        # gain); one of our paths per copy of the attribute block, e3nn's 'uvw' weight spans
-        # them all. e3nn scales by 1/sqrt(fan_in), as the normalised parameterisation does;
-        # standard weights are used as they are, so they reach e3nn times sqrt(fan_in)
+        # per e3nn instruction, in e3nn's order: our paths through the same blocks (one per
+        # copy of the attribute irrep; e3nn's 'uvw' weight spans them all) and the gain that
+        # turns e3nn's path weight into ours
+        ours: dict[tuple[int, int, int], list[int]] = {}
+        for index, path in enumerate(product.instructions):
+            ours.setdefault((path.input, path.attribute, path.output), []).append(index)
         self.pieces = []
         for instruction in self.e3nn.instructions:
-            group = group_of[(instruction.i_in1, instruction.i_out)]
-            copies = product.irreps_attr[instruction.i_in2].mul
-            fan_in = product.fan_in[product.output_type[instruction.i_out]]
-            gain = fan_in**0.5 if product.parameterization == "standard" else 1.0
-            self.pieces.append((group, paths_seen.get(group, 0), copies, gain))
-            paths_seen[group] = paths_seen.get(group, 0) + copies
+            paths = ours[(instruction.i_in1, instruction.i_in2, instruction.i_out)]
+            gain = product.instructions[paths[0]].path_weight / instruction.path_weight
+            self.pieces.append((paths, gain))
 
     def flat_weight(self) -> torch.Tensor:
-        product = self.product()
-        pieces = []
-        for group_index, path, copies, gain in self.pieces:
-            group = product.groups[group_index]
-            weight = product.weights[group_index].reshape(
-                group.mul_in, group.num_paths, group.mul_out
-            )
-            pieces.append(weight[:, path : path + copies, :].reshape(-1) * gain)  # (u, v, w)
-        return torch.cat(pieces)
+        """The product's weights in e3nn's flat layout, ``[mul_in, copies, mul_out]`` per
+        instruction, times the gains."""
+        views = self.product().weight_views()
+        return torch.cat(
+            [
+                torch.stack([views[path] for path in paths], dim=1).reshape(-1) * gain
+                for paths, gain in self.pieces
+            ]
+        )
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         product = self.product()
         y = self.e3nn.to(dtype=x.dtype, device=x.device)(x, attr, self.flat_weight().to(x.dtype))
         if product.bias.numel() == 0:
             return y
-        bias = product.bias.new_zeros(product.out_dim).index_copy(
-            0, product.scalar_index, product.bias
-        )
-        return y + bias
+        return y.index_add(1, product.bias_columns, product.bias.expand(len(x), -1))
 
 
-class E3nnBackend(Backend):
+class E3nnBackend(PlainBackend):
     __doc__ = __doc__
     name = "e3nn"
     capabilities = Capabilities(compile=False, fullgraph=False)

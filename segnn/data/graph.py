@@ -8,7 +8,7 @@ and edges never connect two different graphs of a batch. When ``torch_cluster`` 
 Both builders return the *paired layout*: the first ``P`` edges are ``a → b`` with ``a < b``
 and the last ``P`` their reverses in the same order, ``edge_index[:, P:] ==
 edge_index[:, :P].flip(0)``. Models use it to compute both directions of a pair in one frame
-(:mod:`segnn.o3.edge_pairs`) without searching for reverse edges; :func:`mark_paired` records it
+(:mod:`segnn.backends.edge_frame.pairs`) without searching for reverse edges; :func:`mark_paired` records it
 on a ``Data``/``Batch`` and :func:`is_paired` reads it.
 """
 

@@ -6,11 +6,27 @@ import torch
 from e3nn import o3
 from torch_geometric.nn import MessagePassing
 
-from segnn.o3 import EquivariantInstanceNorm, IrrepsConcat, RadialChannelWeights, SteerableMLP
-from segnn.o3.edge_frame import FrameConcat, FrameLayout
-from segnn.o3.edge_pairs import PairMirror
+from segnn.backends import Backend, Geometry, LayerView, ProductStep
+from segnn.o3 import (
+    ConditionedTensorProduct,
+    EquivariantInstanceNorm,
+    GatedTensorProduct,
+    IrrepsConcat,
+    RadialChannelWeights,
+    SteerableMLP,
+)
 from segnn.o3.mlp import ProductFunction
 from segnn.o3.tensor_product import Parameterization
+
+
+def product_steps(mlp: SteerableMLP) -> tuple[ProductStep, ...]:
+    """``mlp``'s layers as (product, gate or ``None``) steps."""
+    return tuple(
+        ProductStep(layer.tensor_product, layer.gate)
+        if isinstance(layer, GatedTensorProduct)
+        else ProductStep(layer, None)
+        for layer in mlp.layers
+    )
 
 
 class SEGNNLayer(MessagePassing):
@@ -25,10 +41,17 @@ class SEGNNLayer(MessagePassing):
       attribute ``a_i`` (gated hidden layer, linear output), with a residual connection;
     * optional equivariant instance norm of ``h'`` over the nodes of each graph.
 
-    The layer holds the parameters and the math of both functions; *how* the messages are
-    gathered, computed and summed is a backend's choice (:mod:`segnn.backends`: per edge, in
-    each edge's frame, one frame per edge pair, fused CPU kernels, e3nn's products), all the
-    same function. :meth:`forward` hands the layer to the model's backend.
+    A PyTorch Geometric ``MessagePassing`` layer: :meth:`forward` calls :meth:`propagate`, and
+    the layer holds the parameters and the math of :meth:`message` and :meth:`update`. *How*
+    the messages are computed is a backend's choice (:mod:`segnn.backends`: per edge, in each
+    edge's frame, one frame per edge pair, fused CPU kernels, e3nn's products), all the same
+    function. The reference backends (``plain``, ``e3nn``) run PyG's ``message`` →
+    ``aggregate`` → ``update``, so PyG's hooks and ``explain`` see every message; the fast
+    backends compute messages and their sum in PyG's fused hook :meth:`message_and_aggregate`
+    (their edges are gathered pair by pair, not per edge), which the layer takes whenever the
+    backend asks for it and ``explain`` is off. ``decomposed_layers`` must stay 1: a message
+    is not a sum over chunks of its input features. Backends read the layer only through
+    :attr:`view` (:class:`~segnn.backends.view.LayerView`).
 
     Shapes: ``h [N, irreps_hidden.dim]`` and a :class:`~segnn.backends.geometry.Geometry` of
     ``E`` edges → ``[N, irreps_hidden.dim]``; :meth:`message`: ``h_i``, ``h_j``
@@ -60,12 +83,6 @@ class SEGNNLayer(MessagePassing):
             parameterization=parameterization,
             normalize_activations=normalize_activations,
         )
-        # the message input straight into the edge frame, and the message out of it
-        self.message_frames = (
-            FrameConcat(message_inputs),
-            FrameLayout(self.message_mlp.irreps_out),
-        )
-        self.pair_mirror = PairMirror(self.message_frames[0], swap=(0, 1))
         self.update_input = IrrepsConcat([irreps_hidden, irreps_hidden])
         self.update_mlp = SteerableMLP(
             self.update_input.irreps_out,
@@ -85,12 +102,65 @@ class SEGNNLayer(MessagePassing):
             RadialChannelWeights(num_edge_scalars, irreps_hidden) if radial_weights else None
         )
         self.irreps_hidden = irreps_hidden
-        self.attribute_scale = attribute_scale  # Y^0 of the edge attributes (edge frame)
+        self.view = LayerView(
+            message_inputs=tuple(message_inputs),
+            message_steps=product_steps(self.message_mlp),
+            attribute_scale=attribute_scale,
+            irreps_hidden=irreps_hidden,
+            radial_weights=radial_weights,
+            message=self.message,
+            weigh=self.weigh,
+            node_update=self.node_update,
+            update_products=tuple(
+                module
+                for module in self.update_mlp.modules()
+                if isinstance(module, ConditionedTensorProduct)
+            ),
+        )
 
-    def forward(self, h: torch.Tensor, geometry, backend) -> torch.Tensor:
-        """``h [N, irreps_hidden.dim]`` → ``[N, irreps_hidden.dim]``: the messages summed by
-        ``backend.convolve``, then the node update (``backend.update``)."""
-        return backend.update(self, h, backend.convolve(self, h, geometry), geometry)
+    def forward(self, h: torch.Tensor, geometry: Geometry, backend: Backend) -> torch.Tensor:
+        """``h [N, irreps_hidden.dim]`` → ``[N, irreps_hidden.dim]``: PyG's :meth:`propagate`
+        (``message`` → ``aggregate`` → ``update``) where the backend computes messages per edge
+        (:meth:`~segnn.backends.Backend.propagates`) or ``explain`` is on; otherwise PyG's
+        fused path, :meth:`message_and_aggregate` then :meth:`update`."""
+        if self.explain or backend.propagates(geometry):
+            return self.propagate(
+                geometry.edge_index,
+                h=h,
+                edge_attr=geometry.edge_attr,
+                edge_scalars=geometry.edge_scalars,
+                edge_weights=geometry.edge_weights,
+                product=backend.product_function(),
+                geometry=geometry,
+                backend=backend,
+            )
+        aggregated = self.message_and_aggregate(geometry.edge_index, h, geometry, backend)
+        return self.update(aggregated, h, geometry, backend)
+
+    def message_and_aggregate(
+        self, edge_index: torch.Tensor, h: torch.Tensor, geometry: Geometry, backend: Backend
+    ) -> torch.Tensor:
+        """PyG's fused hook: ``Σ_j m_ij`` per atom as the backend computes it,
+        ``[N, irreps_hidden.dim]``."""
+        return backend.convolve(self.view, h, geometry)
+
+    def update(
+        self, aggregated: torch.Tensor, h: torch.Tensor, geometry: Geometry, backend: Backend
+    ) -> torch.Tensor:
+        """PyG's update hook: the node update (:meth:`node_update`) as ``backend`` runs it."""
+        return backend.update(self.view, h, aggregated, geometry)
+
+    @property
+    def decomposed_layers(self) -> int:
+        return 1
+
+    @decomposed_layers.setter
+    def decomposed_layers(self, decomposed_layers: int) -> None:
+        if decomposed_layers != 1:
+            raise ValueError(
+                "SEGNNLayer cannot decompose its messages by feature chunks: the message MLP "
+                "is not a sum over chunks of its input channels"
+            )
 
     def message(
         self,
@@ -101,8 +171,8 @@ class SEGNNLayer(MessagePassing):
         edge_weights: torch.Tensor | None,
         product: ProductFunction | None = None,
     ) -> torch.Tensor:
-        """``m_ij`` per edge, every product evaluated by ``product`` (a backend's hook) or by
-        itself."""
+        """PyG's message hook: ``m_ij`` per edge (``h_i`` the receiver), every product evaluated
+        by ``product`` (a backend's hook) or by itself."""
         message = self.message_mlp(self.message_input(h_i, h_j, edge_scalars), edge_attr, product)
         return self.weigh(message, edge_scalars, edge_weights)
 

@@ -267,5 +267,8 @@ def use_backend(model: torch.nn.Module, name: str = "auto", **use) -> Backend:
     )
     for network in networks:
         network.backend = backend
-        backend.prepare(network)
+        backend.prepare(
+            (m for m in network.modules() if isinstance(m, ConditionedTensorProduct)),
+            (layer.view for layer in network.layers),
+        )
     return backend

@@ -43,7 +43,9 @@ class Gate(torch.nn.Module):
     """``[scalars | gates | gated] → [SiLU(scalars) | sigmoid(gates) * gated]``.
 
     Input ``[..., irreps_pre_gate.dim]`` (see :func:`gate_irreps`), output
-    ``[..., irreps_out.dim]`` with ``irreps_out = scalars + gated``.
+    ``[..., irreps_out.dim]`` with ``irreps_out = scalars + gated``. Published for backends:
+    ``num_scalars``, ``num_gates`` (one per field of ``irreps_gated``, in order),
+    :meth:`scalar_activation`, :meth:`gate_activation`.
     """
 
     def __init__(self, irreps_out: o3.Irreps | str, normalize: bool = False):
@@ -66,27 +68,15 @@ class Gate(torch.nn.Module):
             torch.tensor(field_of_component, dtype=torch.long),
             persistent=False,
         )
-        # In the edge frame (segnn.o3.edge_frame), part k >= 1 holds the gated blocks of degree
-        # >= k channel by channel: the gates of those blocks, in order.
-        first_gate = [sum(mul for mul, _ in gated[:index]) for index in range(len(gated))]
-        self._frame_gates = []
-        for k in range(1, (gated.lmax if len(gated) else 0) + 1):
-            index = [
-                first + channel
-                for first, (mul, ir) in zip(first_gate, gated)
-                if ir.l >= k
-                for channel in range(mul)
-            ]
-            everything = index == list(range(self.num_gates))
-            name = f"frame_gates_{k}"
-            self.register_buffer(name, torch.tensor(index, dtype=torch.long), persistent=False)
-            self._frame_gates.append(None if everything else name)
+        self.irreps_gated = gated
 
-    def _silu(self, x: torch.Tensor) -> torch.Tensor:
+    def scalar_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """SiLU of the scalars (scaled when ``normalize``)."""
         y = torch.nn.functional.silu(x)
         return y * self.scalar_gain if self.normalize else y
 
-    def _sigmoid(self, x: torch.Tensor) -> torch.Tensor:
+    def gate_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """Sigmoid of the gates (scaled when ``normalize``)."""
         y = torch.sigmoid(x)
         return y * self.gate_gain if self.normalize else y
 
@@ -96,31 +86,8 @@ class Gate(torch.nn.Module):
             [self.num_scalars, self.num_gates, x.shape[-1] - self.num_scalars - self.num_gates],
             dim=-1,
         )
-        activated = self._silu(scalars)
+        activated = self.scalar_activation(scalars)
         if self.num_gates == 0:
             return activated
-        gate_values = self._sigmoid(gates).index_select(-1, self.gate_of_component)
+        gate_values = self.gate_activation(gates).index_select(-1, self.gate_of_component)
         return torch.cat([activated, gated * gate_values], dim=-1)
-
-    def forward_frame(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The gate on features stored by ``|m|`` (:mod:`segnn.o3.edge_frame`): part 0 is
-        ``[scalars | gates | m = 0 of the gated]``, part ``k`` ``[2, rows, K_k]``."""
-        scalars, gates, gated = parts[0].split(
-            [
-                self.num_scalars,
-                self.num_gates,
-                parts[0].shape[-1] - self.num_scalars - self.num_gates,
-            ],
-            dim=-1,
-        )
-        activated = self._silu(scalars)
-        if self.num_gates == 0:
-            return [activated]
-        gate_values = self._sigmoid(gates)
-        out = [torch.cat([activated, gated * gate_values], dim=-1)]
-        for part, name in zip(parts[1:], self._frame_gates):
-            gates_k = (
-                gate_values if name is None else gate_values.index_select(-1, getattr(self, name))
-            )
-            out.append(part * gates_k)
-        return out

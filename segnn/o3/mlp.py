@@ -48,19 +48,6 @@ class GatedTensorProduct(torch.nn.Module):
             return self.gate(self.tensor_product(x, attr))
         return self.gate(product(self.tensor_product, x, attr))
 
-    def forward_frame(
-        self,
-        parts: list[torch.Tensor],
-        attribute_scale: float = 1.0,
-        mirror: torch.nn.Module | None = None,
-    ) -> list[torch.Tensor]:
-        """The same map on features in the edge frame, stored by ``|m|``
-        (:mod:`segnn.o3.edge_frame`); the attribute is ``attribute_scale * Y(ŷ)``; ``mirror``:
-        rows are edge pairs, see :meth:`ConditionedTensorProduct.forward_frame`."""
-        return self.gate.forward_frame(
-            self.tensor_product.forward_frame(parts, attribute_scale, mirror)
-        )
-
 
 class SteerableMLP(torch.nn.Module):
     """``num_layers`` conditioned tensor products, all but the last gated.
@@ -120,20 +107,3 @@ class SteerableMLP(torch.nn.Module):
             else:
                 x = layer(x, attr, product)
         return x
-
-    def forward_frame(
-        self,
-        parts: list[torch.Tensor],
-        attribute_scale: float = 1.0,
-        mirror: torch.nn.Module | None = None,
-    ) -> list[torch.Tensor]:
-        """The same map on features in the edge frame, stored by ``|m|``
-        (:mod:`segnn.o3.edge_frame`), for an MLP conditioned on edge harmonics
-        (``attribute_scale * Y(ŷ)`` in the frame). With ``mirror`` (a
-        :class:`~segnn.o3.edge_pairs.PairMirror` of the first layer's inputs) the input rows
-        are edge pairs and the output rows both directions of each, interleaved
-        (:mod:`segnn.o3.edge_pairs`)."""
-        for layer in self.layers:
-            parts = layer.forward_frame(parts, attribute_scale, mirror)
-            mirror = None  # the first product doubles the rows
-        return parts

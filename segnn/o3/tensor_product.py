@@ -8,8 +8,13 @@
 Every allowed path ``l_in ⊗ l_attr → l_out`` (``|l_in - l_attr| <= l_out <= l_in + l_attr`` and
 parity conserved) gets a learned matrix over channels, shared by all rows (nodes or edges); the
 bias ``b`` acts on ``0e`` outputs only, since a constant added to any other irrep would break
-equivariance. Every linear map of a segnn model is one of these, so a faster backend replaces
-the body of this class and nothing else.
+equivariance. Every linear map of a segnn model is one of these.
+
+The weight layout is published, as e3nn publishes its instructions: :attr:`instructions` (one
+:class:`Instruction` per path: blocks, attribute copy, path weight), :meth:`weight_views` (each
+path's ``[mul_in, mul_out]`` weights) and ``bias_columns`` (the output columns the bias adds to).
+That is all a backend evaluating the product another way may read (the e3nn reference, the
+edge frame's effective weights); ``tests/test_backends.py`` checks it reproduces the product.
 
 Normalisation follows e3nn's ``component``/``element`` convention: Clebsch-Gordan blocks of unit
 Frobenius norm scaled by ``sqrt(d_out)``; ``fan_in`` counts the input channels (times paths)
@@ -51,7 +56,6 @@ from typing import Literal, NamedTuple
 import torch
 from e3nn import o3
 
-from segnn.o3.edge_frame import FramePlan
 from segnn.o3.irreps import concatenate
 
 _SMALL_BATCHED_MATMUL = 400
@@ -70,6 +74,24 @@ def _initial_weight(shape: tuple[int, ...], fan_in: int | None) -> torch.Tensor:
         return torch.randn(shape)
     bound = fan_in**-0.5
     return torch.empty(shape).uniform_(-bound, bound)
+
+
+class Instruction(NamedTuple):
+    """One path of a :class:`ConditionedTensorProduct`, the published weight layout:
+
+        y[output][:, w, :] += path_weight * Σ_u,i,j,k W[u, w] C[i, j, k] x[input][:, u, i] a[v, j]
+
+    with ``W`` = ``weight_views()[n]`` (``[mul_in, mul_out]``), ``C`` e3nn's
+    ``wigner_3j(l_input, l_attribute, l_output)``, ``x[input]`` the input block viewed
+    ``[rows, mul, 2l + 1]`` and ``a[v]`` the attribute block's copy ``copy`` (``2l + 1`` columns
+    from ``irreps_attr.slices()[attribute].start + copy * (2l + 1)``). Indices are blocks of
+    ``irreps_in``, ``irreps_attr`` and ``irreps_out``."""
+
+    input: int
+    attribute: int
+    copy: int
+    output: int
+    path_weight: float
 
 
 class PathGroup(NamedTuple):
@@ -104,16 +126,24 @@ def _blocks_by_type(irreps: o3.Irreps) -> list[_Blocks]:
     return list(types.values())
 
 
+class _Slot(NamedTuple):
+    """One copy of an attribute irrep: its block, which copy, its first column, the irrep."""
+
+    block: int
+    copy: int
+    first: int
+    irrep: o3.Irrep
+
+
 def _attribute_slots(
     irreps_attr: o3.Irreps, blocks_in: _Blocks, blocks_out: _Blocks
-) -> list[tuple[int, o3.Irrep]]:
-    """``(first column, irrep)`` of every attribute copy coupling the two irrep types: the
-    paths between them."""
+) -> list[_Slot]:
+    """Every attribute copy coupling the two irrep types: the paths between them."""
     ir_in = o3.Irrep(blocks_in.l, blocks_in.parity)
     ir_out = o3.Irrep(blocks_out.l, blocks_out.parity)
     return [
-        (columns.start + copy * ir_attr.dim, ir_attr)
-        for (mul, ir_attr), columns in zip(irreps_attr, irreps_attr.slices())
+        _Slot(block, copy, columns.start + copy * ir_attr.dim, ir_attr)
+        for block, ((mul, ir_attr), columns) in enumerate(zip(irreps_attr, irreps_attr.slices()))
         if ir_out in ir_in * ir_attr
         for copy in range(mul)
     ]
@@ -132,7 +162,8 @@ class ConditionedTensorProduct(torch.nn.Module):
     Shapes: ``x [N, irreps_in.dim]``, ``a [N, irreps_attr.dim]`` → ``y [N, irreps_out.dim]``.
 
     Parameters: one weight matrix ``[mul_in * num_paths, mul_out]`` per :class:`PathGroup`
-    (rows ordered by input channel, then path), and the scalar bias.
+    (rows ordered by input channel, then path), and the scalar bias on ``bias_columns``; read
+    them through :attr:`instructions` and :meth:`weight_views` (the published layout).
     """
 
     def __init__(
@@ -169,7 +200,7 @@ class ConditionedTensorProduct(torch.nn.Module):
             for inputs in self.input_types
         ]
         self._paths = [[len(slots) for slots in row] for row in self._slots]  # how many
-        self.groups = [
+        self._groups = [
             PathGroup(block_in, block_out, mul_in, mul_out, self._paths[i][o])
             for o, out in enumerate(self.output_types)
             for block_out, mul_out in zip(out.indices, out.muls)
@@ -177,44 +208,44 @@ class ConditionedTensorProduct(torch.nn.Module):
             if self._paths[i][o]
             for block_in, mul_in in zip(inputs.indices, inputs.muls)
         ]
-        self.groups.sort(key=lambda group: (group.block_out, group.block_in))
-        self._group_index = {(g.block_in, g.block_out): k for k, g in enumerate(self.groups)}
-        self.num_paths = sum(group.num_paths for group in self.groups)
+        self._groups.sort(key=lambda group: (group.block_out, group.block_in))
+        self._group_index = {(g.block_in, g.block_out): k for k, g in enumerate(self._groups)}
+        self.num_paths = sum(group.num_paths for group in self._groups)
         # per reachable output type: how many input channels (times paths) reach it
-        self.fan_in = [
+        self._fan_in = [
             sum(sum(i.muls) * p[o] for i, p in zip(self.input_types, self._paths))
             for o in range(len(self.output_types))
         ]
         standard = parameterization == "standard"
-        self.output_scales = [
+        self._output_scales = [
             (out.dim / (1 if standard else fan_in)) ** 0.5
-            for out, fan_in in zip(self.output_types, self.fan_in)
+            for out, fan_in in zip(self.output_types, self._fan_in)
         ]
         # output block index -> its (reachable) output type
-        self.output_type = {b: o for o, out in enumerate(self.output_types) for b in out.indices}
+        self._output_type = {b: o for o, out in enumerate(self.output_types) for b in out.indices}
         self.weights = torch.nn.ParameterList(
             torch.nn.Parameter(
                 _initial_weight(
                     (group.mul_in * group.num_paths, group.mul_out),
-                    self.fan_in[self.output_type[group.block_out]] if standard else None,
+                    self._fan_in[self._output_type[group.block_out]] if standard else None,
                 )
             )
-            for group in self.groups
+            for group in self._groups
         )
-        self.couplings = [self._coupling(o) for o in range(len(self.output_types))]
+        self._couplings = [self._coupling(o) for o in range(len(self.output_types))]
         # per output type, the width of each input type's share of J (see _coupling)
-        self.coupling_widths = [
+        self._coupling_widths = [
             [inputs.dim * paths[o] for inputs, paths in zip(self.input_types, self._paths)]
             for o in range(len(self.output_types))
         ]
         # PyTorch's CPU batched matmul falls back to a plain loop, several times slower than
         # BLAS, for products of fewer than 400 multiply-adds per row ([d_out, J] @ [J, W]): on
         # CPUs the coupling of a small vector output pads J with zeros up to that size
-        self.cpu_padding = [
+        self._cpu_padding = [
             max(
                 0,
                 -(-_SMALL_BATCHED_MATMUL // (out.dim * sum(out.muls)))
-                - sum(self.coupling_widths[o]),
+                - sum(self._coupling_widths[o]),
             )
             if out.dim > 1
             else 0
@@ -225,26 +256,59 @@ class ConditionedTensorProduct(torch.nn.Module):
         self._scalar_outputs = [o for o, out in enumerate(self.output_types) if out.dim == 1]
         self._vector_outputs = [o for o, out in enumerate(self.output_types) if out.dim > 1]
 
-        scalar_index = [
+        bias_columns = [
             column
             for (_, ir), columns in zip(self.irreps_out, self.irreps_out.slices())
             if ir == SCALAR
             for column in range(columns.start, columns.stop)
         ]
         self.register_buffer(
-            "scalar_index", torch.tensor(scalar_index, dtype=torch.long), persistent=False
+            "bias_columns", torch.tensor(bias_columns, dtype=torch.long), persistent=False
         )
-        self.bias = torch.nn.Parameter(torch.zeros(len(scalar_index)))
+        self.bias = torch.nn.Parameter(torch.zeros(len(bias_columns)))
         if standard:  # U(±1/sqrt(fan_in)) on the scalars a path reaches, as torch.nn.Linear
             with torch.no_grad():
                 biases = self.bias.split([mul for mul, ir in self.irreps_out if ir == SCALAR])
                 blocks = [index for index, (_, ir) in enumerate(self.irreps_out) if ir == SCALAR]
                 for index, bias in zip(blocks, biases):
-                    if index in self.output_type:
-                        fan_in = self.fan_in[self.output_type[index]]
+                    if index in self._output_type:
+                        fan_in = self._fan_in[self._output_type[index]]
                         bias.copy_(_initial_weight(bias.shape, fan_in))
         self._cg_cache: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
-        self._frame_plan: FramePlan | None = None  # built on the first forward_frame
+        type_of_input = {b: i for i, t in enumerate(self.input_types) for b in t.indices}
+        self.instructions = [
+            Instruction(
+                group.block_in,
+                slot.block,
+                slot.copy,
+                group.block_out,
+                self._output_scales[self._output_type[group.block_out]],
+            )
+            for group in self._groups
+            for slot in self._slots[type_of_input[group.block_in]][
+                self._output_type[group.block_out]
+            ]
+        ]
+        self.weight_numel = sum(weight.numel() for weight in self.weights)
+
+    def flat_weights(self) -> torch.Tensor:
+        """Every weight in one vector ``[weight_numel]``, the layout :meth:`weight_views` reads."""
+        return concatenate([weight.reshape(-1) for weight in self.weights], dim=0)
+
+    def weight_views(self, flat: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """One ``[mul_in, mul_out]`` view per :attr:`instructions` entry, in that order, into
+        ``flat`` (``[weight_numel]``, laid out as :meth:`flat_weights`; default: the product's
+        own weights). Views of ``torch.arange(weight_numel)`` locate every weight."""
+        groups = (
+            self.weights
+            if flat is None
+            else flat.split([weight.numel() for weight in self.weights])
+        )
+        views = []
+        for group, weight in zip(self._groups, groups):
+            per_path = weight.view(group.mul_in, group.num_paths, group.mul_out)
+            views += [per_path[:, path, :] for path in range(group.num_paths)]
+        return views
 
     def _coupling(self, o: int) -> torch.Tensor:
         """``G [attr_dim, d_out * J]`` (float64) for output type ``o``: ``(a @ G)`` viewed
@@ -256,7 +320,7 @@ class ConditionedTensorProduct(torch.nn.Module):
             block = torch.zeros(
                 self.attr_dim, d_out, inputs.dim, len(slots[o]), dtype=torch.float64
             )
-            for path, (first, ir_attr) in enumerate(slots[o]):
+            for path, (_, _, first, ir_attr) in enumerate(slots[o]):
                 cg = o3.wigner_3j(inputs.l, ir_attr.l, self.output_types[o].l, dtype=torch.float64)
                 block[first : first + ir_attr.dim, :, :, path] = cg.permute(1, 2, 0)
             blocks.append(block.flatten(2))
@@ -265,7 +329,7 @@ class ConditionedTensorProduct(torch.nn.Module):
     def _coefficients(self, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
         key = (dtype, device)
         if key not in self._cg_cache:
-            couplings = [c.to(device=device, dtype=dtype) for c in self.couplings]
+            couplings = [c.to(device=device, dtype=dtype) for c in self._couplings]
             if device.type == "cpu":
                 couplings = [
                     torch.nn.functional.pad(
@@ -273,7 +337,7 @@ class ConditionedTensorProduct(torch.nn.Module):
                     ).reshape(self.attr_dim, -1)
                     if padding
                     else c
-                    for c, out, padding in zip(couplings, self.output_types, self.cpu_padding)
+                    for c, out, padding in zip(couplings, self.output_types, self._cpu_padding)
                 ]
             self._cg_cache[key] = couplings
         return self._cg_cache[key]
@@ -297,7 +361,7 @@ class ConditionedTensorProduct(torch.nn.Module):
             ],
             dim=0,
         )
-        return weight * self.output_scales[o]
+        return weight * self._output_scales[o]
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_dim or attr.shape[-1] != self.attr_dim:
@@ -332,57 +396,12 @@ class ConditionedTensorProduct(torch.nn.Module):
         )
         if self.bias.numel() == 0:
             return y
-        return y + self.bias.new_zeros(self.out_dim).index_copy(0, self.scalar_index, self.bias)
+        return y + self.bias.new_zeros(self.out_dim).index_copy(0, self.bias_columns, self.bias)
 
-    def forward_frame(
-        self,
-        parts: list[torch.Tensor],
-        attribute_scale: float = 1.0,
-        mirror: torch.nn.Module | None = None,
-    ) -> list[torch.Tensor]:
-        """The product in the edge frame (:mod:`segnn.o3.edge_frame`), the attribute being
-        ``attribute_scale * Y(ŷ)`` (component normalisation; ``1 / sqrt(4 pi)`` for integral):
-        ``irreps_in`` features by ``|m|`` (``[rows, K_0]``, ``[2, rows, K_k]``) → the
-        ``irreps_out`` features by ``|m|``. One matmul per ``|m|``.
-
-        With ``mirror`` (a :class:`~segnn.o3.edge_pairs.PairMirror` of this product's inputs)
-        the rows are edge pairs and the result has ``2 * rows`` rows: both directions of each
-        pair, interleaved (:mod:`segnn.o3.edge_pairs`)."""
-        plan = self.frame_plan()
-        flat = concatenate([weight.reshape(-1) for weight in self.weights], dim=0)
-        if attribute_scale != 1.0:  # the product is linear in the attribute
-            flat = flat * attribute_scale
-        weights = plan.effective_weights(flat)
-        if mirror is not None:
-            weights = mirror(weights)
-        rows = parts[0].shape[0]
-        out = []
-        for k, weight in enumerate(weights):
-            if k < len(parts) and weight.shape[-2] > 0:
-                out.append(parts[k] @ weight)
-            else:
-                shape = (rows, weight.shape[-1]) if k == 0 else (2, rows, weight.shape[-1])
-                out.append(parts[0].new_zeros(shape))
-        if mirror is not None:  # [rows, 2 N] is [2 rows, N], the directions interleaved
-            out = [part.view(*part.shape[:-2], 2 * rows, part.shape[-1] // 2) for part in out]
-        if self.bias.numel():
-            scalar_columns = plan.tensors(self.bias.dtype, self.bias.device)[3]
-            bias = self.bias.new_zeros(out[0].shape[-1]).index_copy(0, scalar_columns, self.bias)
-            out[0] = out[0] + bias
-        return out
-
-    def prepare(self, dtype: torch.dtype, device: torch.device, frame: bool = False) -> None:
-        """Fill the coefficient caches for ``dtype`` on ``device`` (and build the edge-frame plan
-        when ``frame``) now: code compiled with a cache still empty would compile again."""
+    def prepare(self, dtype: torch.dtype, device: torch.device) -> None:
+        """Fill the coefficient cache for ``dtype`` on ``device`` now: code compiled with a cache
+        still empty would compile again."""
         self._coefficients(dtype, device)
-        if frame:
-            self.frame_plan().tensors(dtype, device)
-
-    def frame_plan(self) -> FramePlan:
-        """The :class:`~segnn.o3.edge_frame.FramePlan` of this product, built on first use."""
-        if self._frame_plan is None:
-            self._frame_plan = FramePlan(self)
-        return self._frame_plan
 
     def _scalar_output(
         self, o: int, features: list[torch.Tensor], conditioned: torch.Tensor
@@ -393,7 +412,7 @@ class ConditionedTensorProduct(torch.nn.Module):
         scalars and the gates). ``conditioned``: ``[rows, J]``, J ordered as :meth:`_coupling`."""
         rows, coupled, weights = conditioned.shape[0], [], []
         for i, (feature, j) in enumerate(
-            zip(features, conditioned.split(self.coupling_widths[o], 1))
+            zip(features, conditioned.split(self._coupling_widths[o], 1))
         ):
             paths = self._paths[i][o]
             if paths:
@@ -417,10 +436,10 @@ class ConditionedTensorProduct(torch.nn.Module):
             width = sum(out.muls)
             mixed = [
                 (feature @ self._path_weights(i, o).flatten(1)).view(rows, j_width, width)
-                for i, (feature, j_width) in enumerate(zip(features, self.coupling_widths[o]))
+                for i, (feature, j_width) in enumerate(zip(features, self._coupling_widths[o]))
                 if j_width
             ]
-            padding = self.cpu_padding[o] if attr.device.type == "cpu" else 0
+            padding = self._cpu_padding[o] if attr.device.type == "cpu" else 0
             if padding:  # zero rows against the coupling's zero columns (see __init__)
                 mixed.append(attr.new_zeros(rows, padding, width))
             stacked = concatenate(mixed, dim=1)

@@ -1,7 +1,7 @@
-"""Fused CPU kernels for the paired edge-frame messages (``segnn/csrc/frame_kernels.cpp``).
+"""Fused CPU kernels for the paired edge-frame messages (``frame_kernels.cpp`` beside this file).
 
-A layer with edge pairs (:mod:`segnn.o3.edge_pairs`) gathers both ends of every pair, rotates
-them into the pair's frame and splits them by ``|m|`` (:class:`~segnn.o3.edge_frame.FrameConcat`),
+A layer with edge pairs (:mod:`segnn.backends.edge_frame.pairs`) gathers both ends of every pair, rotates
+them into the pair's frame and splits them by ``|m|`` (:class:`~segnn.backends.edge_frame.frames.FrameConcat`),
 and after the message MLP rotates each message back and sums it on its receiving atom. With
 PyTorch ops that is index_select, split, batched 4x3 and 5x5 matmuls, cat, and a scatter, each
 a pass over the data, and as many again backwards. Two C++ kernels do each direction in one
@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 from torch.autograd.function import once_differentiable
 
+from segnn.backends.edge_frame.frames import FrameConcat, FrameLayout
 from segnn.extensions import load_extension
-from segnn.o3.edge_frame import FrameConcat, FrameLayout
 
-SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "frame_kernels.cpp"
+SOURCE = Path(__file__).resolve().parent / "frame_kernels.cpp"
 FLAGS = ["-O3", "-fopenmp"]
 
 
@@ -76,6 +76,14 @@ def usable(h: torch.Tensor, scalars: torch.Tensor, rotations: list[torch.Tensor]
     ):
         return False
     return available()
+
+
+def receiver_index(receivers: torch.Tensor, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The message rows sorted by receiver ``[2P]`` and where each atom's rows start
+    ``[N + 1]``: what :func:`frame_gather`'s gradient and :func:`frame_scatter_sum` walk."""
+    starts = receivers.new_zeros(num_atoms + 1)
+    starts[1:] = torch.bincount(receivers, minlength=num_atoms).cumsum(0)
+    return torch.argsort(receivers, stable=True), starts
 
 
 def _table(blocks: list[tuple[int, int, int, int]], lmax: int) -> tuple[torch.Tensor, list[int]]:
@@ -176,9 +184,9 @@ def frame_gather(
     """``FrameConcat([h[receivers], h[senders], scalars], rotations)`` in one pass.
 
     ``h [N, F]``, ``scalars [P, S]``, ``receivers``/``senders`` ``[P]`` (int64), ``index``:
-    ``EdgePairs.receiver_index`` (the rows ``2p``/``2p + 1`` of pair ``p`` received by
+    ``receiver_index(...)`` (the rows ``2p``/``2p + 1`` of pair ``p`` received by
     ``receivers[p]``/``senders[p]``, sorted by atom; for the gradient), ``rotations``
-    :func:`~segnn.o3.edge_frame.frame_rotations` ``[P, d', 2l + 1]`` per degree, ``(table,
+    :func:`~segnn.backends.edge_frame.frames.frame_rotations` ``[P, d', 2l + 1]`` per degree, ``(table,
     widths)`` from :func:`gather_table` → parts ``[P, K_0]``, ``[2, P, K_k]``. Differentiable
     with respect to ``h`` only."""
     _require_kernels()
@@ -211,7 +219,7 @@ def frame_scatter_sum(
     ``parts``: the messages by ``|m|`` (``[2P, K_0]``, ``[2, 2P, K_k]``; rows ``2p`` and
     ``2p + 1`` are pair ``p``'s two directions); ``rotations``: the pairs' frame rotations ``D``,
     ``[P, d', 2l + 1]`` per degree (row ``2p + 1`` is rotated back by ``(-1)^l D``, as in
-    :mod:`segnn.o3.edge_pairs`); ``receivers [2P]``; ``index``: ``EdgePairs.receiver_index``
+    :mod:`segnn.backends.edge_frame.pairs`); ``receivers [2P]``; ``index``: ``receiver_index(...)``
     (rows sorted by receiver, each atom's first); ``(table, width)`` from
     :func:`scatter_table` → ``[N, width]``. Differentiable with respect to ``parts`` only."""
     _require_kernels()

@@ -1,7 +1,7 @@
 """Both directions of an edge in one edge frame.
 
 Radius graphs are symmetric: with the edge ``a → b`` comes ``b → a``, whose vector is the
-negative. If ``D`` rotates ``r̂`` onto ``ŷ`` (:mod:`segnn.o3.edge_frame`), then ``S D`` rotates
+negative. If ``D`` rotates ``r̂`` onto ``ŷ`` (:mod:`segnn.backends.edge_frame.frames`), then ``S D`` rotates
 ``-r̂`` onto ``ŷ``, with ``S`` the rotation by π about ``x``. In e3nn's basis ``S`` is diagonal:
 ``(-1)^l`` on the components ``m >= 0``, ``-(-1)^l`` on ``m < 0``; write it ``(-1)^l τ``. A
 message product conditioned on the edge's harmonics does not depend on which rotation takes the
@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-from segnn.o3.edge_frame import FrameConcat
+from segnn.backends.edge_frame.frames import FrameConcat
 
 
 class EdgePairs(NamedTuple):
@@ -39,12 +39,10 @@ class EdgePairs(NamedTuple):
 
     ``source``, ``target`` ``[P]``: the edges ``a → b`` (``a < b``); ``receivers`` ``[2P]``:
     where the interleaved messages go (``b``, then ``a``, per pair); ``rotations``:
-    :func:`~segnn.o3.edge_frame.frame_rotations` of ``pos[a] - pos[b]``, ``[P, d', d]`` per
+    :func:`~segnn.backends.edge_frame.frames.frame_rotations` of ``pos[a] - pos[b]``, ``[P, d', d]`` per
     degree; ``back_rotations``: ``[P, 2, d', d]``, ``D`` and ``(-1)^l D`` (rotating each
     direction's message back); ``edge_scalars`` ``[P, S]``, ``edge_weights`` ``[P]`` or ``None``:
-    those of the edges ``a → b`` (the same for ``b → a``); ``receiver_index``: the message rows
-    sorted by receiver ``[2P]`` and where each atom's rows start ``[N + 1]`` (for the fused
-    CPU kernels, :mod:`segnn.o3.frame_kernels`; ``None`` unless they run).
+    those of the edges ``a → b`` (the same for ``b → a``).
     """
 
     source: torch.Tensor
@@ -54,10 +52,9 @@ class EdgePairs(NamedTuple):
     back_rotations: list[torch.Tensor]
     edge_scalars: torch.Tensor
     edge_weights: torch.Tensor | None
-    receiver_index: tuple[torch.Tensor, torch.Tensor] | None
 
     def part(self, start: int, stop: int) -> EdgePairs:
-        """The pairs ``start:stop`` (views; no ``receiver_index``)."""
+        """The pairs ``start:stop`` (views)."""
         pairs = slice(start, stop)
         return EdgePairs(
             self.source[pairs],
@@ -67,7 +64,6 @@ class EdgePairs(NamedTuple):
             [rotation[pairs] for rotation in self.back_rotations],
             self.edge_scalars[pairs],
             None if self.edge_weights is None else self.edge_weights[pairs],
-            None,
         )
 
 
@@ -80,8 +76,7 @@ def edge_pairs(
     """:class:`EdgePairs` of a graph in the paired layout (:mod:`segnn.data.graph`: the first
     ``P`` edges ``a → b``, the last ``P`` their reverses), from the frame ``rotations`` of the
     first ``P`` edge vectors and every edge's ``edge_scalars`` ``[E, S]`` and ``edge_weights``
-    ``[E]`` (functions of the distance, equal for both directions). ``receiver_index`` is left
-    ``None`` (:func:`receiver_index` fills it for the CPU kernels)."""
+    ``[E]`` (functions of the distance, equal for both directions)."""
     num_pairs = edge_index.shape[1] // 2
     source, target = edge_index[0, :num_pairs], edge_index[1, :num_pairs]
     receivers = torch.stack([target, source], dim=1).flatten()
@@ -97,19 +92,10 @@ def edge_pairs(
         back_rotations,
         edge_scalars[:num_pairs],
         None if edge_weights is None else edge_weights[:num_pairs],
-        None,
     )
 
 
-def receiver_index(receivers: torch.Tensor, num_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The message rows sorted by receiver ``[2P]`` and where each atom's rows start
-    ``[N + 1]``, for the fused CPU kernels (:mod:`segnn.o3.frame_kernels`)."""
-    starts = receivers.new_zeros(num_atoms + 1)
-    starts[1:] = torch.bincount(receivers, minlength=num_atoms).cumsum(0)
-    return torch.argsort(receivers, stable=True), starts
-
-
-class PairMirror(torch.nn.Module):
+class PairMirror:
     """The weights ``[W | W̃]`` of a first message product that computes both directions of
     each pair (module docstring), for inputs concatenated by ``frame_concat`` whose inputs
     ``swap`` (receiver, sender) have the same irreps.
@@ -120,7 +106,6 @@ class PairMirror(torch.nn.Module):
     """
 
     def __init__(self, frame_concat: FrameConcat, swap: tuple[int, int] = (0, 1)):
-        super().__init__()
         first, second = swap
         if frame_concat.irreps_in[first] != frame_concat.irreps_in[second]:
             raise ValueError(
@@ -129,6 +114,7 @@ class PairMirror(torch.nn.Module):
             )
         partner_input = {first: second, second: first}
         self.num_parts = frame_concat.lmax + 1
+        self.rows, self.signs = [], []
         for k in range(self.num_parts):
             column, labels, signs = {}, [], []
             for i, n in frame_concat.order:
@@ -138,16 +124,30 @@ class PairMirror(torch.nn.Module):
                         column[i, n, channel] = len(labels)
                         labels.append((i, n, channel))
                         signs.append((-1.0) ** l)
-            rows = [column[partner_input.get(i, i), n, channel] for i, n, channel in labels]
-            self.register_buffer(f"rows_{k}", torch.tensor(rows), persistent=False)
-            signs = torch.tensor(signs).unsqueeze(1)  # cast with the model, like the weights
-            self.register_buffer(f"signs_{k}", signs, persistent=False)
+            self.rows.append(
+                torch.tensor([column[partner_input.get(i, i), n, c] for i, n, c in labels])
+            )
+            self.signs.append(torch.tensor(signs, dtype=torch.float64).unsqueeze(1))
+        self._cache: dict = {}
 
-    def forward(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    def tensors(
+        self, dtype: torch.dtype, device: torch.device
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(rows, signs)`` per part on ``device``, the signs in ``dtype``."""
+        key = (dtype, device)
+        if key not in self._cache:
+            self._cache[key] = [
+                (rows.to(device), signs.to(device=device, dtype=dtype))
+                for rows, signs in zip(self.rows, self.signs)
+            ]
+        return self._cache[key]
+
+    def __call__(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        tensors = self.tensors(weights[0].dtype, weights[0].device)
         mirrored = []
         for k, weight in enumerate(weights):
             if k < self.num_parts and weight.shape[0]:
-                rows, signs = getattr(self, f"rows_{k}"), getattr(self, f"signs_{k}")
+                rows, signs = tensors[k]
                 weight = torch.cat([weight, weight.index_select(0, rows) * signs], dim=1)
             else:
                 weight = torch.cat([weight, weight], dim=1)  # no input reaches this part

@@ -9,7 +9,7 @@
 // input: which row the block is read from (gather: 0 = receiver h, 1 = sender h, 2 = the pair's
 // edge scalars; scatter: unused), offset: its first column there (mul * (2l + 1) columns,
 // e3nn's order: channel-major, components inside), column_k: its first column in frame part k.
-// Frame parts (segnn/o3/edge_frame.py): part 0 [rows, K0] holds m = 0; part k >= 1
+// Frame parts (segnn/backends/edge_frame/frames.py): part 0 [rows, K0] holds m = 0; part k >= 1
 // [2, rows, Kk] holds m = -k (first) and +k. The rotations D^l ([pairs, d', 2l + 1], d' >= 2l + 1
 // rows in frame order m = 0, -1, +1, -2, +2, ...; rows past 2l + 1 are padding) map e3nn's
 // components to frame rows.
@@ -107,7 +107,7 @@ inline void component_major_to_channel_major(const T* from, int64_t mul, int64_t
 // Row by row, every block of the row's inputs rotated into the frame, into frame row `row`.
 // `inputs(row, pointers)` sets the row's input rows (indexed by the table's input column).
 // Rows belong to pair row / rows_per_pair; with two rows per pair (both directions, as the
-// messages) the odd row is the reverse direction, rotated by (-1)^l D (segnn/o3/edge_pairs.py).
+// messages) the odd row is the reverse direction, rotated by (-1)^l D (segnn/backends/edge_frame/pairs.py).
 template <typename T, typename Inputs>
 void rotate_rows_into_frame(int64_t rows, int64_t rows_per_pair, int64_t width,
                             const at::Tensor& table, const Rotations<T>& rotations,
@@ -173,7 +173,7 @@ void scatter_sum_backward_impl(const at::Tensor& grad, const std::vector<at::Ten
 // Per atom n, the sum over the message rows e it receives (order/offsets) of frame features
 // rotated back by D^T, into out[n] (channel-major, as e3nn). Two uses:
 // * the messages' sum (by_pair false): frame row e, every block; odd rows are the reverse
-//   direction of pair e / 2, rotated back by (-1)^l D (segnn/o3/edge_pairs.py);
+//   direction of pair e / 2, rotated back by (-1)^l D (segnn/backends/edge_frame/pairs.py);
 // * the gather's gradient (by_pair true): frame row e / 2 of the pair, whose receiver blocks
 //   (input 0) belong to n when e is even and whose sender blocks (input 1) when e is odd.
 template <typename T>
