@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segnn.api import DisplacementModel, model_from_checkpoint
-from segnn.checkpoint import CheckpointError, load_checkpoint
+from segnn.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from segnn.config import load_config
 from segnn.data.nbody import NBody
+from segnn.models import DisplacementModel
 from segnn.train.tasks import make_task
 
 

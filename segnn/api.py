@@ -9,15 +9,13 @@ from pathlib import Path
 
 import torch
 
-from segnn.checkpoint import CheckpointError, load_checkpoint
-from segnn.config import ConfigError, load_config, without_retired_keys
+from segnn.checkpoint import load_checkpoint, model_from_checkpoint
 from segnn.models import (
     DisplacementModel,
     EnergyModel,
     Prediction,
     PropertyModel,
     TaskModel,
-    build_model,
     use_backend,
 )
 
@@ -27,23 +25,7 @@ __all__ = [
     "Prediction",
     "PropertyModel",
     "load_model",
-    "model_from_checkpoint",
 ]
-
-
-def model_from_checkpoint(payload: dict) -> TaskModel:
-    """Rebuild a trained model from a loaded checkpoint dictionary (also one written before
-    backends became a run-time choice: its retired config keys are dropped)."""
-    try:
-        config = load_config(without_retired_keys(payload["config"]))
-    except ConfigError as error:
-        raise CheckpointError(f"checkpoint config is not valid: {error}") from None
-    model = build_model(config)
-    try:
-        model.load_state_dict(payload["model_state"])
-    except RuntimeError as error:
-        raise CheckpointError(f"checkpoint weights do not fit its own config: {error}") from None
-    return model
 
 
 def load_model(

@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``, validated."""
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``, validated, and
+turned back into the model they hold."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import torch
 
+from segnn.config import ConfigError, load_config, without_retired_keys
 from segnn.files import write_atomically
+from segnn.models import TaskModel, build_model
 
 FORMAT = "segnn-checkpoint-v2"
 REQUIRED_KEYS = ("format", "segnn_version", "config", "model_state", "species")
@@ -47,3 +50,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}")
     return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> TaskModel:
+    """Rebuild a trained model from a loaded checkpoint dictionary (also one written before
+    backends became a run-time choice: its retired config keys are dropped)."""
+    try:
+        config = load_config(without_retired_keys(payload["config"]))
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint config is not valid: {error}") from None
+    model = build_model(config)
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint weights do not fit its own config: {error}") from None
+    return model

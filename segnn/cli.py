@@ -106,8 +106,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from segnn.api import model_from_checkpoint
-    from segnn.checkpoint import load_checkpoint
+    from segnn.checkpoint import load_checkpoint, model_from_checkpoint
     from segnn.config import load_config, without_retired_keys
     from segnn.models import use_backend
     from segnn.train.tasks import make_task

@@ -17,8 +17,12 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from segnn.api import model_from_checkpoint
-from segnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from segnn.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from segnn.config import Config, ConfigError, load_config, without_retired_keys
 from segnn.files import append_text, require_writable, write_atomically
 from segnn.models import use_backend
