@@ -32,8 +32,8 @@ from scipy.stats import spearmanr
 from segnn import SEGNNCalculator
 from segnn.config import load_config
 from segnn.data.atoms import frame_value
+from segnn.data.split import data_split
 from segnn.models import EnergyModel
-from segnn.train.tasks import data_split
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

@@ -109,7 +109,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def split_frames(config) -> tuple[list[Atoms], dict[str, np.ndarray]]:
     """The config's frames and its train/val/test indices, exactly as ``segnn train`` splits."""
-    from segnn.train.tasks import data_split
+    from segnn.data.split import data_split
 
     frames = read(config.data.path, ":")
     indices = data_split(len(frames), config.data)

@@ -109,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from segnn.checkpoint import load_checkpoint, model_from_checkpoint
     from segnn.config import load_config, without_retired_keys
     from segnn.models import use_backend
-    from segnn.train.tasks import make_task
+    from segnn.train.tasks import evaluate, make_task
     from segnn.train.trainer import batches, select_device
 
     payload = load_checkpoint(args.checkpoint)
@@ -119,7 +119,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(payload).to(device).eval()
     use_backend(model, args.backend, forces=task.differentiates)
     split = batches(task.datasets[args.split], task.collate, config.train.batch_size, device)
-    metrics = task.evaluate(model, split)
+    metrics = evaluate(task, model, split)
     report = {"target": model.target["name"], "split": args.split}
     for name, value in metrics.items():
         report[name] = value

@@ -277,6 +277,11 @@ class TrainConfig:
             )
 
 
+NBODY_INPUT_IRREPS = {False: "2x0e + 1x1o", True: "2x0e + 2x1o"}
+"""The N-body node inputs ``(|v|, q, v)``, and with ``data.centered_positions`` the position
+relative to the system's centroid too, by ``data.centered_positions``."""
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -284,8 +289,41 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """What a data set needs of the model (the checks across sections)."""
+        model, data = self.model, self.data
+        if data.dataset == "nbody":
+            if model.task != "node" or model.output_irreps.replace(" ", "") != "1x1o":
+                raise ConfigError(
+                    "data.dataset 'nbody' predicts displacements: set model.task to 'node' and "
+                    "model.output_irreps to '1x1o'"
+                )
+            expected = NBODY_INPUT_IRREPS[data.centered_positions]
+            if model.input_irreps is None or _irreps(model.input_irreps) != _irreps(expected):
+                raise ConfigError(
+                    f"data.dataset 'nbody' feeds node inputs {expected!r} "
+                    f"(data.centered_positions: {str(data.centered_positions).lower()}): set "
+                    f"model.input_irreps to {expected!r}, got {model.input_irreps!r}"
+                )
+        elif data.dataset == "xyz" and (model.task != "energy" or model.radial != "bessel"):
+            raise ConfigError(
+                "data.dataset 'xyz' trains energies and forces: set model.task to 'energy' and "
+                "model.radial to 'bessel'"
+            )
+        elif data.dataset == "qm9" and model.task != "graph":
+            raise ConfigError(
+                f"data.dataset 'qm9' predicts one property per molecule: set model.task to "
+                f"'graph', got {model.task!r}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _irreps(value: str):
+    from e3nn import o3
+
+    return o3.Irreps(value)
 
 
 def _require_irreps(key: str, value: str, example: str) -> None:

@@ -157,7 +157,7 @@ def test_dataset_errors_name_the_problem(tmp_path):
 
 
 def test_file_order_split_holds_out_the_last_frames():
-    from segnn.train.tasks import split_structures
+    from segnn.data.split import split_structures
 
     in_order = split_structures(10, [0.6, 0.2, 0.2], seed=3, shuffle=False)
     assert [in_order[split].tolist() for split in ("train", "val", "test")] == [

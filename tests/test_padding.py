@@ -34,7 +34,9 @@ def test_padded_batches_have_the_asked_shapes_and_keep_the_layout():
     atoms, edges = batch.num_nodes, batch.edge_index.shape[1]
     padded = pad_batch(batch, atoms + 5, edges + 6)
     assert padded.num_nodes == atoms + 5 and padded.edge_index.shape[1] == edges + 6
-    assert padded.num_graphs == 3 and padded.graph_weight.tolist() == [1.0, 1.0, 0.0]
+    assert padded.num_graphs == 3 and padded.graph_loss_weight.tolist() == [0.5, 0.5, 0.0]
+    assert padded.atom_loss_weight[atoms:].abs().sum() == 0  # the padding does not count
+    assert padded.atom_loss_weight.sum() == pytest.approx(1.0)
     half = padded.edge_index.shape[1] // 2
     assert torch.equal(padded.edge_index[:, half:], padded.edge_index[:, :half].flip(0))
     assert is_paired(padded)

@@ -14,6 +14,7 @@ from ase.io import read, write
 import segnn
 from segnn.config import load_config
 from segnn.data import AtomsDataset, RadiusGraphCollate
+from segnn.data.loss_weights import with_loss_weights
 from segnn.testing import example_energy_model
 from segnn.train.tasks import EnergyForceTask
 
@@ -139,6 +140,7 @@ def stress_task(tmp_path, frames, stress_weight=1.0):
                 "lmax_attr": 1,
                 "num_layers": 1,
                 "task": "energy",
+                "radial": "bessel",
                 "norm": "none",
             },
             "data": {
@@ -185,6 +187,8 @@ def test_a_batch_without_any_stress_adds_nothing(tmp_path, frames):
     boxes = [item.clone() for item in task.datasets["train"] if item.has_stress]
     batch = RadiusGraphCollate(CUTOFF)(molecules + [boxes[0]])
     batch.has_stress[:] = False
+    batch = with_loss_weights(batch)  # the weights are declared when a batch is made
+    assert batch.stress_loss_weight.abs().sum() == 0
     loss = task.loss(model, batch.apply(lambda t: t.double() if t.is_floating_point() else t))
     assert torch.isfinite(loss)
     task.config.train.stress_weight = 0.0

@@ -8,6 +8,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from segnn.data.graph import mark_paired, radius_graph
+from segnn.data.loss_weights import with_loss_weights
 from segnn.data.neighbours import batched_neighbour_list
 
 
@@ -25,7 +26,7 @@ class RadiusGraphCollate:
     ``edge_index`` joins atoms of the same molecule closer than ``cutoff`` Å (one batched call),
     in the paired layout (:mod:`segnn.data.graph`); batches with periodic structures (with
     ``cell`` and ``pbc``; molecules beside them get an empty cell) get their images and
-    ``edge_shift`` too."""
+    ``edge_shift`` too; and the loss weights (:mod:`segnn.data.loss_weights`)."""
 
     def __init__(self, cutoff: float):
         self.cutoff = cutoff
@@ -39,4 +40,4 @@ class RadiusGraphCollate:
             batch.edge_index, batch.edge_shift = batched_neighbour_list(batch, self.cutoff)
         else:
             batch.edge_index = radius_graph(batch.pos, self.cutoff, batch.batch)
-        return mark_paired(batch)
+        return with_loss_weights(mark_paired(batch))

@@ -28,7 +28,9 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
+from segnn.config import NBODY_INPUT_IRREPS
 from segnn.data.graph import full_graph, mark_paired
+from segnn.data.loss_weights import with_loss_weights
 
 NUM_PARTICLES = 5
 TIME_STEP = 0.001
@@ -204,7 +206,7 @@ class NBody(torch.utils.data.Dataset):
     @staticmethod
     def input_irreps(centered_positions: bool = False) -> str:
         """Irreps of the node inputs ``x``."""
-        return "2x0e + 2x1o" if centered_positions else "2x0e + 1x1o"
+        return NBODY_INPUT_IRREPS[centered_positions]
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -217,9 +219,9 @@ class NBody(torch.utils.data.Dataset):
 
 class FullGraphCollate:
     """``collate_fn``: a list of ``Data`` → one ``Batch`` with every ordered pair of distinct
-    nodes of the same graph joined."""
+    nodes of the same graph joined, and the loss weights (:mod:`segnn.data.loss_weights`)."""
 
     def __call__(self, samples) -> Batch:
         batch = Batch.from_data_list(list(samples))
         batch.edge_index = full_graph(batch.num_nodes, batch.batch)
-        return mark_paired(batch)
+        return with_loss_weights(mark_paired(batch))

@@ -7,8 +7,8 @@ axis 1 Å apart) joined only to each other by edge pairs ``p0 ↔ p1`` in segnn'
 Why the padding is inert: every operation of a SEGNN is local to a graph — messages run along
 edges, norms and pooling group atoms by ``batch`` — and no edge joins the padding graph to a
 real one, so the real graphs' outputs, and every gradient of a loss on them, are those of the
-unpadded batch (``tests/test_padding.py`` checks it to rounding). ``graph_weight [G + 1]`` is
-1 for the real graphs and 0 for the padding graph; losses weigh by it.
+unpadded batch (``tests/test_padding.py`` checks it to rounding). The padding graph's loss
+weights (:mod:`segnn.data.loss_weights`) are zero, so losses ignore it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from torch_geometric.data import Batch
 
 from segnn.data.graph import is_paired, mark_paired
+from segnn.data.loss_weights import FIELDS
 
 
 def bucket(size: int, step: int) -> int:
@@ -36,8 +37,8 @@ def pad_batch(
     exactly ``num_atoms`` atoms and ``num_edges`` edges (module docstring).
 
     Node tensors (``pos``, ``z``, ``x``, ``vel``, ``charge``, ``forces``, ...) get zero rows
-    (``z``: ``padding_number``), graph tensors (``y``, ``energy``) one zero row; ``graph_weight``
-    marks the real graphs. Needs ``num_atoms >= N + 2`` and ``num_edges - E`` even and >= 0.
+    (``z``: ``padding_number``), graph tensors (``y``, ``energy``) one zero row, loss weights
+    included: the padding does not count. Needs ``num_atoms >= N + 2`` and ``num_edges - E`` even and >= 0.
     """
     if not is_paired(batch):
         raise ValueError("pad_batch needs edges in the paired layout (segnn's collates)")
@@ -74,9 +75,8 @@ def pad_batch(
         dim=1,
     )
     padded.ptr = torch.cat([batch.ptr, batch.ptr.new_tensor([num_atoms])])
-    weight = torch.ones(graphs + 1, dtype=batch.pos.dtype, device=device)
-    weight[graphs] = 0.0
-    padded.graph_weight = weight
+    if any(field not in padded for field in FIELDS):
+        raise ValueError("pad_batch needs a batch with loss weights (segnn's collates)")
     return mark_paired(padded)
 
 

@@ -224,13 +224,10 @@ class EnergyModel(AtomisticModel):
         forces or stress): ``(E - Σ reference) / scale``, ``F / scale`` and
         ``-stress × volume / scale``."""
         energy = (batch.energy.double() - self.reference(batch)) / self.scale
-        forces = getattr(batch, "forces", None)
-        if forces is not None:
-            forces = forces.double() / self.scale
-        stress = getattr(batch, "stress", None)
+        forces = batch.forces.double() / self.scale if "forces" in batch else None
         virial = None
-        if stress is not None and "cell" in batch:
-            virial = -stress.double() * cell_volumes(batch.cell.double()) / self.scale
+        if "stress" in batch and "cell" in batch:
+            virial = -batch.stress.double() * cell_volumes(batch.cell.double()) / self.scale
         return energy, forces, virial
 
     def forward(
@@ -294,8 +291,9 @@ def build_model(
     config: Config | ModelConfig | str | Path | dict, **statistics
 ) -> SEGNN | TaskModel:
     """The model of a config: its task's wrapper around a fresh :class:`SEGNN`
-    (:class:`DisplacementModel` for ``data.dataset: nbody``, :class:`EnergyModel` for
-    ``model.task: energy``, else :class:`PropertyModel` of ``data.target``), or the bare network
+    by ``model.task`` (:class:`DisplacementModel` for ``node``, the N-body system;
+    :class:`EnergyModel` for ``energy``; :class:`PropertyModel` of ``data.target`` for
+    ``graph``), or the bare network
     for a :class:`ModelConfig` alone. ``config``: a Config, a YAML path or a dict.
     ``statistics``: the wrapper's fitted values (``mean``, ``mad``, ``scale``,
     ``atom_reference``); left out, they are neutral (zero references, unit scales)."""
@@ -304,7 +302,7 @@ def build_model(
     if not isinstance(config, Config):
         config = load_config(config)
     network = SEGNN(config.model, cutoff=config.data.cutoff)
-    if config.data.dataset == "nbody":
+    if config.model.task == "node":
         return DisplacementModel(network, **statistics)
     if config.model.task == "energy":
         return EnergyModel(network, config.data.cutoff, **statistics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,6 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from segnn.files import writing  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 
 
 def learning_curves(metrics_csv: Path, output: Path, validation_units: dict[str, str]) -> None:
@@ -70,3 +74,25 @@ def parity_plot(targets: np.ndarray, predictions: np.ndarray, output: Path, titl
     with writing(output):
         figure.savefig(output, dpi=120)
     plt.close(figure)
+
+
+PARITY_PLOTS = {  # quantity: (file, axis label in eV units, MAE unit)
+    "energy": ("parity_energy_test.png", "energy (eV)", "meV"),
+    "forces": ("parity_forces_test.png", "force components (eV/Å)", "meV/Å"),
+    "stress": ("parity_stress_test.png", "stress components (eV/Å³)", "meV/Å³"),
+}
+
+
+def energy_force_parity_plots(
+    predicted: dict[str, torch.Tensor], maes: dict[str, float], run_dir: Path
+) -> None:
+    """One parity plot per quantity of ``predicted`` (``energy``, ``forces``, ``stress`` and
+    their ``*_ref``, in eV units) with its test MAE (``maes["<quantity>_mae"]``, meV units)."""
+    for quantity, (file, label, unit) in PARITY_PLOTS.items():
+        if quantity in predicted and len(predicted[quantity]):
+            parity_plot(
+                predicted[f"{quantity}_ref"].flatten().numpy(),
+                predicted[quantity].flatten().numpy(),
+                run_dir / file,
+                f"{label}, test MAE {maes[f'{quantity}_mae']:.3g} {unit}",
+            )

@@ -24,6 +24,7 @@ from segnn.checkpoint import (
     save_checkpoint,
 )
 from segnn.config import Config, ConfigError, load_config, without_retired_keys
+from segnn.data.loss_weights import with_loss_weights
 from segnn.files import append_text, require_writable, write_atomically
 from segnn.models import use_backend
 from segnn.train import distributed
@@ -32,7 +33,7 @@ from segnn.train.divergence import DivergenceGuard, TrainingDiverged
 from segnn.train.ema import WeightAverage
 from segnn.train.schedule import learning_rate_factor
 from segnn.train.signals import TrainingStopped, stopping_on_signals
-from segnn.train.tasks import make_task
+from segnn.train.tasks import TASKS, evaluate, make_task
 
 COMPILE_MIN_STEPS = 5000
 """Planned training steps from which ``train.compile: null`` compiles: the saving per step is
@@ -58,12 +59,11 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def new_run_dir(config: Config) -> Path:
-    what = {
-        "qm9": config.data.target,
-        "xyz": Path(config.data.path or "").stem,
-        "nbody": "charged",
-    }[config.data.dataset]
-    name = config.train.run_name or f"{config.data.dataset}_{what}_{time.strftime('%Y%m%d-%H%M%S')}"
+    """A run directory not yet taken: ``train.run_name``, or data set, what its task learns
+    and the time."""
+    label = TASKS[config.data.dataset].run_label(config)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = config.train.run_name or f"{config.data.dataset}_{label}_{stamp}"
     run_dir = Path(config.train.runs_dir) / name
     suffix = 1
     while run_dir.exists():
@@ -92,20 +92,18 @@ def batches(
     """Batches of ``dataset`` items in ``order`` (default: as stored), ``batch_size`` at a
     time, collated and moved to ``device``; the first ``skip`` batches left out. With ``dtype``
     float64 every floating tensor is made float64 (float32 leaves them as stored: targets stay
-    float64). With a distributed ``context`` each batch is this rank's share, which knows the
-    whole batch's numbers of graphs and atoms (``global_graphs``, ``global_atoms`` and, for
-    items with ``has_stress``, ``global_stressed``: the loss divides by them,
+    float64). With a distributed ``context`` each batch is this rank's share, whose loss
+    weights count the whole batch's graphs, atoms and stresses (:mod:`segnn.data.loss_weights`,
     :mod:`segnn.train.distributed`)."""
     order = torch.arange(len(dataset)) if order is None else order
     shared = context is not None and context.distributed
     for start in range(skip * batch_size, len(order), batch_size):
         items = [dataset[int(i)] for i in order[start : start + batch_size]]
         batch = collate(list(distributed.shard(items, context)) if shared else items)
-        if shared:
-            batch.global_graphs = len(items)
-            batch.global_atoms = sum(item.num_nodes for item in items)
-            if "has_stress" in items[0]:
-                batch.global_stressed = sum(int(item.has_stress) for item in items)
+        if shared:  # the loss divides by the whole batch's counts
+            stressed = sum(int(item.has_stress) for item in items if "has_stress" in item)
+            atoms = sum(item.num_nodes for item in items)
+            batch = with_loss_weights(batch, len(items), atoms, stressed)
         yield in_precision(batch, dtype).to(device)
 
 
@@ -261,9 +259,9 @@ class Trainer:
         """``{metric: value}`` on ``split`` in the task's report units (e.g. meV)."""
         self.model.eval()
         with self.evaluated_weights():
-            predicted = self.task.predict(self.model, self._split_batches(split))
+            scores = evaluate(self.task, self.model, self._split_batches(split), self.context)
         self.model.train()
-        return self.task.scores(distributed.gather(predicted, self.context))
+        return scores
 
     # ------------------------------------------------------------------------- checkpointing
     def _payload(self) -> dict[str, Any]:
