@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from segnn.api import load_model
+from segnn.checkpoint import load_checkpoint, model_from_checkpoint
 from segnn.data.atoms import VOIGT_COLUMNS, VOIGT_ROWS
 from segnn.models import SEGNN, EnergyModel, use_backend
 
@@ -59,8 +59,9 @@ class SEGNNCalculator(Calculator):
         if not members:
             raise ValueError("SEGNNCalculator needs a model, or a committee of at least one")
         self.models = [energy_model(member, device, dtype) for member in members]
-        backends = [use_backend(member, backend, forces=True) for member in self.models]
-        self.backend = backends[0]  # the same choice for every member
+        self.backend = use_backend(self.models[0], backend, forces=True)  # chosen once
+        for member in self.models[1:]:
+            use_backend(member, self.backend, forces=True)
 
     @property
     def model(self) -> EnergyModel:
@@ -99,7 +100,7 @@ def energy_model(model: EnergyModel | str | Path, device, dtype: torch.dtype) ->
     """An evaluation copy of ``model`` (or of the checkpoint at that path) on ``device`` with
     its network in ``dtype``; ``TypeError`` for anything but an energy model."""
     if isinstance(model, (str, Path)):
-        model = load_model(model, backend="edge_frame")
+        model = model_from_checkpoint(load_checkpoint(model))
     else:
         model = copy.deepcopy(model)
     if isinstance(model, SEGNN):

@@ -436,3 +436,11 @@ def test_decomposed_layers_are_refused():
     model = qm9_model()
     with pytest.raises(ValueError, match="cannot decompose"):
         model.layers[0].decomposed_layers = 2
+
+
+def test_a_backend_made_once_is_checked_against_each_model():
+    model = example_energy_model().network
+    with pytest.raises(ValueError, match="radial weights"):
+        use_backend(model, make_backend("cpu_kernels"))
+    shared = make_backend("edge_frame")
+    assert use_backend(model, shared) is shared and model.backend is shared

@@ -218,6 +218,8 @@ def test_committee_returns_the_mean_and_the_spread_of_its_models():
     expected = np.linalg.norm(f1 - f2, axis=1) / 2
     assert np.allclose(atoms.calc.results["forces_spread"], expected, atol=1e-12)
     assert expected.min() > 1e-6  # different weights disagree everywhere
+    # one backend chosen for the whole committee
+    assert all(member.network.backend is atoms.calc.backend for member in atoms.calc.models)
 
 
 def test_committee_of_one_model_twice_has_no_spread():

@@ -248,23 +248,30 @@ class SEGNN(torch.nn.Module):
         return backend.apply(self.graph_head, pooled, pooled.new_ones(num_graphs, 1))
 
 
-def use_backend(model: torch.nn.Module, name: str = "auto", **use) -> Backend:
+def use_backend(model: torch.nn.Module, name: str | Backend = "auto", **use) -> Backend:
     """Make every :class:`SEGNN` in ``model`` (a network or a task wrapper) compute with the
     backend ``name`` (:mod:`segnn.backends`), chosen for ``model``'s device and dtype, its
     radial weights and ``use``: ``forces``, ``force_training``, ``compile``
-    (:func:`segnn.backends.make_backend`). Call it after moving the model (it fills the
-    coefficient caches for the model's dtype and device). Returns the backend."""
+    (:func:`segnn.backends.make_backend`); or with a backend already made (several models
+    sharing one choice), checked against the same. Call it after moving the model (it fills
+    the coefficient caches for the model's dtype and device). Returns the backend."""
     networks = [module for module in model.modules() if isinstance(module, SEGNN)]
     if not networks:
         raise TypeError(f"{type(model).__name__} holds no SEGNN network")
     parameter = next(model.parameters())
-    backend = make_backend(
-        name,
+    need = dict(
         device=parameter.device,
         dtype=parameter.dtype,
         radial_weights=any(network.radial is not None for network in networks),
-        **use,
     )
+    if isinstance(name, Backend):
+        backend = name
+        use = {key: value for key, value in use.items() if key != "compile"}
+        missing = backend.capabilities.missing(**need, **use)
+        if missing:
+            raise ValueError(f"backend {backend.name!r} does not support {', '.join(missing)}")
+    else:
+        backend = make_backend(name, **need, **use)
     for network in networks:
         network.backend = backend
         backend.prepare(
