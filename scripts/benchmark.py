@@ -34,7 +34,7 @@ C, ...): ``e3nn`` (the reference, always timed), ``plain``, ``edge_frame``, ``cp
 ``<backend>_compiled`` — that backend with its node updates compiled (its first step
 includes the compilation, reported as ``first_train_step_s``), and ``<backend>_fullgraph`` —
 the whole loss (forward; AOTAutograd compiles the backward) compiled as one graph with
-``fullgraph=True`` on batches padded to fixed shapes (:mod:`segnn.data.padding`; atoms to a
+``fullgraph=True`` on batches padded to fixed shapes (``scripts/padding.py``; atoms to a
 multiple of 64, edges of 512), with ``mode="reduce-overhead"`` (CUDA graphs) on GPUs. ``--backend`` (repeatable)
 picks which; the default is every one the task supports on the device. ``auto_backend`` names
 the variant that ``train.backend: auto`` trains a long run with.
@@ -57,12 +57,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from padding import bucket, pad_batch  # scripts/padding.py
 
 from segnn.backends import BACKENDS, EDGE_CHUNK, make_backend
 from segnn.cli import add_override_option
 from segnn.config import load_config
 from segnn.data.nbody import FullGraphCollate, NBody
-from segnn.data.padding import bucket, pad_batch
 from segnn.models import use_backend
 from segnn.train.tasks import make_task
 from segnn.train.trainer import make_optimizer

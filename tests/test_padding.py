@@ -1,14 +1,14 @@
-"""Fixed-shape batches (segnn.data.padding): the padding is inert, and a QM9 training step on
+"""Fixed-shape batches (scripts/padding.py, what the benchmark's fullgraph variants use): the padding is inert, and a QM9 training step on
 padded batches compiles with ``fullgraph=True`` (no graph break, no host synchronisation),
 once per bucket."""
 
 import pytest
 import torch
+from padding import PaddedCollate, bucket, pad_batch  # scripts/padding.py
 from torch._dynamo.utils import counters
 
 from segnn.config import load_config
 from segnn.data import is_paired
-from segnn.data.padding import PaddedCollate, bucket, pad_batch
 from segnn.models import use_backend
 from segnn.testing import example_batch
 from segnn.train.tasks import make_task

@@ -10,7 +10,7 @@ weighted sum whatever the batch is:
 
 The counts are the batch's own, or, for one rank's share of a distributed batch, those of the
 whole batch (:mod:`segnn.train.distributed`): the ranks' losses then add up to the whole
-batch's. A padding graph (:mod:`segnn.data.padding`) gets zero weights.
+batch's. A padding graph (``scripts/padding.py``) gets zero weights.
 """
 
 from __future__ import annotations

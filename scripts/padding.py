@@ -1,5 +1,10 @@
 """Fixed-shape batches: atoms and edges padded to buckets, for compiled code and CUDA graphs.
 
+Used by ``scripts/benchmark.py`` for its ``<backend>_fullgraph`` variants (the backends whose
+``Capabilities.fullgraph`` holds) and by ``scripts/gpu_check.sh``; the trainer does not pad:
+on this project's CPUs one graph of a padded step ran no faster than the fused kernels and
+took minutes to compile (docs/performance.md, "Fixed shapes, one graph").
+
 ``torch.compile(fullgraph=True)`` and CUDA graphs (``mode="reduce-overhead"``) want tensors
 whose shapes repeat. :func:`pad_batch` rounds a batch's atoms and edges up to fixed sizes by
 adding one *padding graph*: at least two padding atoms (species ``padding_number``, on the x
