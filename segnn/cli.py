@@ -1,4 +1,4 @@
-"""The ``segnn`` command line: train, evaluate and predict."""
+"""The ``segnn`` command line: train, evaluate, predict, and MD in LAMMPS and i-PI."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ examples:
   segnn predict --checkpoint runs/qm9_homo_20261123-101500/best.pt molecule.xyz
   segnn train --config configs/ethanol_forces.yaml
   segnn data nbody
+  segnn lammps --checkpoint best.pt --elements O H --input in.water   # LAMMPS, fix external
+  segnn ipi --checkpoint best.pt --structure init.extxyz --unix segnn  # force client of i-pi
   torchrun --nproc_per_node 2 -m segnn train --config configs/qm9.yaml   # data parallel
 """
 
@@ -33,6 +35,45 @@ def add_override_option(parser: argparse.ArgumentParser, help: str) -> None:
         metavar="KEY=VALUE",
         help=f"{help} (repeatable)",
     )
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """An MD engine's force field: its checkpoint, precision, device and backend."""
+    parser.add_argument("--checkpoint", type=Path, required=True, help="an energy model's best.pt")
+    parser.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        default="float64",
+        help="precision of the network (float64: energy conservation in long runs)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
+    parser.add_argument("--backend", default="auto", help="how the model computes (default auto)")
+
+
+def _calculator(args: argparse.Namespace):
+    import torch
+
+    from segnn.calculator import SEGNNCalculator
+
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    return SEGNNCalculator(args.checkpoint, device=args.device, dtype=dtype, backend=args.backend)
+
+
+def _lammps(args: argparse.Namespace) -> int:
+    from segnn.engines.lammps import run_lammps
+
+    variables = dict(args.var)
+    run_lammps(args.input, _calculator(args), args.elements, variables, log=args.log, screen=True)
+    return 0
+
+
+def _ipi(args: argparse.Namespace) -> int:
+    from segnn.data.atoms import read_structures
+    from segnn.engines.ipi import serve_ipi
+
+    structure = read_structures(args.structure)[0]
+    serve_ipi(_calculator(args), structure, args.unix, args.host, args.port)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +118,51 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STRUCTURE",
         help="any file ASE can read (xyz, extxyz, pdb, ...)",
     )
+    lammps = commands.add_parser(
+        "lammps",
+        help="run a LAMMPS input script with a force field's energies, forces and virial",
+        description="Runs a LAMMPS input (units metal; one MPI rank) in this process with the "
+        "checkpoint's forces through 'fix <id> all external pf/callback 1 1', which the input "
+        "must define before its first run (docs/deployment.md).",
+    )
+    lammps.add_argument("--input", type=Path, required=True, help="the LAMMPS input script")
+    lammps.add_argument(
+        "--elements",
+        nargs="+",
+        required=True,
+        metavar="ELEMENT",
+        help="the element of each LAMMPS atom type, in type order (as pair_coeff * * lists them)",
+    )
+    lammps.add_argument(
+        "--var",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a LAMMPS variable (-var NAME VALUE; repeatable)",
+    )
+    lammps.add_argument("--log", type=Path, default=Path("log.lammps"), help="LAMMPS log file")
+    add_engine_options(lammps)
+
+    ipi = commands.add_parser(
+        "ipi",
+        help="answer an i-PI server's force requests (classical or path-integral MD)",
+        description="Connects to a running 'i-pi input.xml' whose <ffsocket> names the same "
+        "UNIX socket or port and computes every bead's energy, forces and virial until i-PI "
+        "stops (docs/deployment.md).",
+    )
+    ipi.add_argument(
+        "--structure",
+        type=Path,
+        required=True,
+        help="the structure i-PI starts from (its species, in i-PI's atom order)",
+    )
+    address = ipi.add_mutually_exclusive_group(required=True)
+    address.add_argument("--unix", metavar="NAME", help="UNIX socket name (<address> in i-PI)")
+    address.add_argument("--port", type=int, help="TCP port of the i-PI server")
+    ipi.add_argument("--host", default="localhost", help="host of the i-PI server (with --port)")
+    add_engine_options(ipi)
+
     data = commands.add_parser("data", help="generate a simulated data set")
     data.add_argument("name", choices=["nbody"], help="nbody: the charged 5-particle system")
     data.add_argument("--root", type=Path, default=Path("data/nbody"), help="output folder")
@@ -152,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict, "data": _data}
+    handlers = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "data": _data,
+        "lammps": _lammps,
+        "ipi": _ipi,
+    }
     from segnn.files import WriteError
     from segnn.train.divergence import TrainingDiverged
     from segnn.train.signals import TrainingStopped
