@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import re
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from segnn.files import report_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    report_json(result, args.output)
     return 0
 
 

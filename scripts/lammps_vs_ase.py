@@ -14,7 +14,6 @@ deviation from the start, and steps per second.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from ase.units import fs
 
 from segnn.calculator import SEGNNCalculator
 from segnn.engines.lammps import input_script, run_lammps
+from segnn.files import report_json
 
 COMMANDS = """{velocities}
 fix nve all nve
@@ -145,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     result["ase"] = summary(
         np.array(times[1:]), np.array(energies[1:]), time.perf_counter() - started, args.steps
     )
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    report_json(result, args.output)
     return 0
 
 

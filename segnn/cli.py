@@ -1,4 +1,4 @@
-"""The ``segnn`` command line: train, evaluate, predict, and MD in LAMMPS and i-PI."""
+"""The ``segnn`` command line: train, evaluate, predict, export, and MD in LAMMPS and i-PI."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ examples:
   segnn predict --checkpoint runs/qm9_homo_20261123-101500/best.pt molecule.xyz
   segnn train --config configs/ethanol_forces.yaml
   segnn data nbody
+  segnn export runs/ethanol_forces_20261123-101500/best.pt --output ethanol.pt2
   segnn lammps --checkpoint best.pt --elements O H --input in.water   # LAMMPS, fix external
   segnn ipi --checkpoint best.pt --structure init.extxyz --unix segnn  # force client of i-pi
   torchrun --nproc_per_node 2 -m segnn train --config configs/qm9.yaml   # data parallel
@@ -57,6 +58,21 @@ def _calculator(args: argparse.Namespace):
 
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     return SEGNNCalculator(args.checkpoint, device=args.device, dtype=dtype, backend=args.backend)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from segnn.deploy.export import export_model
+
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    metadata = export_model(args.checkpoint, args.output, dtype)
+    print(
+        f"wrote {args.output} ({metadata['format']}, {metadata['dtype']}, backend "
+        f"{metadata['backend']}, cutoff {metadata['cutoff']} Å, species "
+        f"{', '.join(json.loads(metadata['species']))})"
+    )
+    return 0
 
 
 def _lammps(args: argparse.Namespace) -> int:
@@ -118,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STRUCTURE",
         help="any file ASE can read (xyz, extxyz, pdb, ...)",
     )
+    export = commands.add_parser(
+        "export",
+        help="compile a force field into one .pt2 file (torch.export + AOTInductor)",
+        description="Writes the checkpoint's energy, forces and virial as an AOTInductor "
+        "package that torch alone runs (segnn.deploy.ExportedCalculator); dynamic in atoms "
+        "and edges, periodic cells included (docs/deployment.md). Takes about a minute.",
+    )
+    export.add_argument("checkpoint", type=Path, help="an energy model's best.pt")
+    export.add_argument("--output", type=Path, required=True, help="the .pt2 file to write")
+    export.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+
     lammps = commands.add_parser(
         "lammps",
         help="run a LAMMPS input script with a force field's energies, forces and virial",
@@ -243,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _evaluate,
         "predict": _predict,
         "data": _data,
+        "export": _export,
         "lammps": _lammps,
         "ipi": _ipi,
     }

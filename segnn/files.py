@@ -91,3 +91,14 @@ def require_writable(folder: str | Path) -> None:
         descriptor, probe = tempfile.mkstemp(prefix=".write-test", dir=folder)
         os.close(descriptor)
         os.remove(probe)
+
+
+def report_json(result: dict, output: str | Path | None = None) -> None:
+    """Print ``result`` as indented JSON and, with ``output``, write it there atomically
+    (what the measuring scripts end with)."""
+    import json
+
+    text = json.dumps(result, indent=1)
+    print(text)
+    if output is not None:
+        write_atomically(output, (text + "\n").encode())

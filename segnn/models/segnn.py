@@ -7,6 +7,7 @@ import dataclasses
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
+from torch._subclasses.fake_tensor import FakeTensor
 from torch_geometric.utils import scatter
 
 from segnn.backends import DEFAULT, Backend, Geometry, make_backend
@@ -145,9 +146,11 @@ class SEGNN(torch.nn.Module):
 
     def species_one_hot(self, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[N]`` atomic numbers → ``[N, len(species)]`` one-hot; unknown elements raise
-        (checked eagerly only: compiled code must not wait for the device)."""
-        if torch.compiler.is_compiling():
-            return torch.nn.functional.one_hot(self.species_index[z], len(self.species)).to(dtype)
+        (checked on real tensors only: compiled and exported code must not wait for the device;
+        an exported model's loader checks the elements instead)."""
+        if torch.compiler.is_compiling() or isinstance(z, FakeTensor):
+            classes = torch.arange(len(self.species), device=z.device)
+            return (self.species_index[z].unsqueeze(-1) == classes).to(dtype)
         if z.numel() and (int(z.min()) < 1 or int(z.max()) >= len(chemical_symbols)):
             raise ValueError(
                 f"atomic numbers must lie in 1..{len(chemical_symbols) - 1}, got {z.unique().tolist()}"
