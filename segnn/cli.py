@@ -66,7 +66,7 @@ def _export(args: argparse.Namespace) -> int:
     from segnn.deploy.export import export_model
 
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
-    metadata = export_model(args.checkpoint, args.output, dtype)
+    metadata = export_model(args.checkpoint, args.output, dtype, args.device)
     print(
         f"wrote {args.output} ({metadata['format']}, {metadata['dtype']}, backend "
         f"{metadata['backend']}, cutoff {metadata['cutoff']} Å, species "
@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", type=Path, help="an energy model's best.pt")
     export.add_argument("--output", type=Path, required=True, help="the .pt2 file to write")
     export.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    export.add_argument(
+        "--device", default="cpu", help="where the package runs: cpu (tested) or cuda"
+    )
 
     lammps = commands.add_parser(
         "lammps",

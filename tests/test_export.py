@@ -87,6 +87,12 @@ def test_bad_exports_and_inputs_are_refused(exported, tmp_path):
         archive.writestr("something.txt", "not a model")
     with pytest.raises(ExportError):
         ExportedModel(foreign)
+    import segnn.deploy.exported
+
+    with pytest.MonkeyPatch.context() as patch:  # a package of another contract version
+        patch.setattr(segnn.deploy.exported, "FORMAT", "segnn-pt2-v2")
+        with pytest.raises(ExportError, match="format 'segnn-pt2-v1'.*reads 'segnn-pt2-v2'"):
+            ExportedModel(exported)
     model = ExportedModel(exported)
     with pytest.raises(ValueError, match="element.*N.*not known"):
         model(molecule("HCN"))
@@ -102,3 +108,20 @@ def test_export_refuses_a_model_that_is_no_force_field(tmp_path):
 
     qm9 = Path(__file__).parent / "data" / "qm9_before_backends.pt"
     assert main(["export", str(qm9), "--output", str(tmp_path / "qm9.pt2")]) == 2
+
+
+@pytest.mark.slow
+def test_a_float32_export_matches_to_single_precision(tmp_path):
+    from segnn.deploy import ExportedCalculator
+    from segnn.deploy.export import export_model
+
+    path = tmp_path / "ethanol32.pt2"
+    assert export_model(CHECKPOINT, path, torch.float32)["dtype"] == "float32"
+    for atoms in (molecule("CH3CH2OH"), read(WATER, index=0)):
+        expected, actual = atoms.copy(), atoms.copy()
+        expected.calc = SEGNNCalculator(CHECKPOINT, dtype=torch.float32)
+        actual.calc = ExportedCalculator(path)
+        energy = expected.get_potential_energy()
+        assert actual.get_potential_energy() == pytest.approx(energy, rel=1e-5)
+        forces = expected.get_forces()
+        assert np.abs(actual.get_forces() - forces).max() <= 1e-5 * np.abs(forces).max()
