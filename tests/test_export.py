@@ -125,3 +125,14 @@ def test_a_float32_export_matches_to_single_precision(tmp_path):
         assert actual.get_potential_energy() == pytest.approx(energy, rel=1e-5)
         forces = expected.get_forces()
         assert np.abs(actual.get_forces() - forces).max() <= 1e-5 * np.abs(forces).max()
+
+
+def test_a_model_that_does_not_trace_gives_one_line_naming_the_backend(tmp_path, monkeypatch):
+    import segnn.deploy.export
+    from segnn.cli import main
+
+    def untraceable(*args):
+        raise RuntimeError("an op the tracer does not know\nmore detail")
+
+    monkeypatch.setattr(segnn.deploy.export, "trace", untraceable)
+    assert main(["export", str(CHECKPOINT), "--output", str(tmp_path / "x.pt2")]) == 2

@@ -26,6 +26,7 @@ from segnn.checkpoint import load_checkpoint, model_from_checkpoint
 from segnn.data.graph import mark_paired
 from segnn.data.neighbours import neighbour_list
 from segnn.deploy.contract import FORMAT
+from segnn.deploy.exported import ExportError
 from segnn.models import EnergyModel, use_backend
 
 BACKEND = "edge_frame"
@@ -102,7 +103,7 @@ def export_model(
 ) -> dict[str, str]:
     """Export the force field of ``checkpoint`` to ``output`` (``.pt2``) for ``device`` in
     ``dtype``; returns the metadata written with it. Raises ``ValueError`` for a checkpoint that
-    is not an energy model."""
+    is not an energy model, :class:`ExportError` (naming the backend) when tracing fails."""
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload)
     if not isinstance(model, EnergyModel):
@@ -115,11 +116,16 @@ def export_model(
     backend = use_backend(model, BACKEND, forces=True)
     function = EnergyForcesVirial(model)
     inputs = tuple(t.to(device) for t in example_inputs(model, model.cutoff, dtype))
-    graph = trace(function, inputs)
     atoms = Dim("atoms", min=2, max=2**30)
     pairs = Dim("pairs", min=1, max=2**30)
     dynamic = ((atoms, None), (atoms,), (None, 2 * pairs), (2 * pairs, None), (None, None))
-    program = export(graph, inputs, dynamic_shapes=dynamic, strict=False)
+    try:
+        program = export(trace(function, inputs), inputs, dynamic_shapes=dynamic, strict=False)
+    except Exception as error:  # noqa: BLE001 - tracing fails in many ways; name the stage
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ExportError(
+            f"{checkpoint} could not be traced with the {backend.name} backend: {message}"
+        ) from error
     from segnn import __version__
 
     metadata = {
