@@ -108,7 +108,7 @@ def export_model(
     model = model_from_checkpoint(payload)
     if not isinstance(model, EnergyModel):
         raise ValueError(
-            f"{checkpoint} holds a {model.target['description']} model; segnn export takes "
+            f"{checkpoint} holds a model of {model.target['description']}; segnn export takes "
             "force fields (model.task 'energy')"
         )
     model.network.to(dtype=dtype)
