@@ -142,6 +142,6 @@ def export_model(
     torch._inductor.aoti_compile_and_package(
         program,
         package_path=str(output),
-        inductor_configs={"aot_inductor.metadata": metadata, "cpp.vec_isa_ok": False},
+        inductor_configs={"aot_inductor.metadata": metadata, "cpp.simdlen": 1},
     )
     return metadata
